@@ -1,0 +1,205 @@
+"""post, harvest, export, status, workers: the batch lifecycle commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from annotate.cli._common import wide_console, emit_json, endpoint_option, json_option, target_option, yes_option
+from annotate.fees import format_money
+
+err = Console(stderr=True)
+out = wide_console()
+
+
+def _confirm(yes: bool):
+    def ask(question: str) -> bool:
+        return yes or click.confirm(question, default=False, err=True)
+
+    return ask
+
+
+def _progress(description: str, enabled: bool = True) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not enabled)
+
+
+@click.command()
+@click.argument("batch_dir", type=click.Path(file_okay=False, path_type=Path))
+@target_option
+@endpoint_option
+@yes_option
+@click.option("--dry-run", is_flag=True, help="Validate, render, estimate the cost and check the balance; post nothing.")
+@json_option
+@click.pass_obj
+def post(ws, batch_dir, target, endpoint_url, yes, dry_run, as_json):
+    """Post a batch: one HIT per item (a re-run never posts an item twice)."""
+    from annotate.post import post_batch
+
+    with _progress("Creating HITs", not as_json) as bar:
+        task = bar.add_task("Creating HITs", total=None)
+        result = post_batch(ws, batch_dir, target=target, endpoint_url=endpoint_url, confirm=_confirm(yes),
+                            dry_run=dry_run, progress=lambda n, total: bar.update(task, completed=n, total=total))
+    summary = {
+        "batch": result.batch, "target": result.target, "hit_type_id": result.hit_type_id, "items": result.items,
+        "created": result.created, "recovered": result.recovered, "already_posted": result.already_posted,
+        "estimate_usd": format_money(result.estimate_usd),
+        "balance_usd": format_money(result.balance_usd) if result.balance_usd is not None else None,
+        "dry_run": result.dry_run, "api_calls": result.api_calls,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    verb = "Would post" if dry_run else "Posted"
+    to_post = result.items - result.already_posted
+    err.print(f"{verb} {result.created if not dry_run else to_post} HIT(s) for batch [bold]{result.batch}[/] "
+              f"on {result.target} (estimate ${format_money(result.estimate_usd)}"
+              + (f", balance ${format_money(result.balance_usd)}" if result.balance_usd is not None else "") + ").")
+    if result.recovered:
+        err.print(f"Recovered {result.recovered} HIT(s) created by an interrupted run (no duplicates).")
+    if result.already_posted:
+        err.print(f"{result.already_posted} item(s) were already posted; left as they are.")
+
+
+def _results_table(results) -> Table:
+    table = Table(title="Harvest")
+    for col in ("batch", "new answers", "approved", "labelled", "extended", "unresolved", "quarantined", "decided", "API calls"):
+        table.add_column(col, justify="right" if col != "batch" else "left")
+    for r in results:
+        table.add_row(r.batch, str(r.new_answers), str(r.approved), str(r.labelled), str(r.extended),
+                      str(r.unresolved), str(r.quarantined), f"{r.decided}/{r.items}", str(sum(r.api_calls.values())))
+    return table
+
+
+def _result_json(r) -> dict:
+    return {"batch": r.batch, "new_answers": r.new_answers, "approved": r.approved, "labelled": r.labelled,
+            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget,
+            "quarantined": r.quarantined, "items": r.items, "decided": r.decided, "done": r.done,
+            "api_calls": r.api_calls}
+
+
+@click.command()
+@click.argument("batches", nargs=-1)
+@target_option
+@endpoint_option
+@click.option("--watch", is_flag=True, help="Keep harvesting until every item is decided.")
+@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes with --watch.")
+@click.option("--timeout", type=float, default=None, help="Give up watching after this many seconds.")
+@click.option("--wait", "wait_for_lock", is_flag=True, help="If another harvest is running, wait for it instead of exiting.")
+@json_option
+@click.pass_obj
+def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, as_json):
+    """Harvest answers: store, approve, reach consensus, buy more assignments. One pass (for cron) unless --watch."""
+    from annotate.harvest import HarvestBusy, harvest as run_pass, harvest_until_done
+
+    kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock)
+    try:
+        if watch:
+            def show(results):
+                if not as_json:
+                    err.print(" · ".join(f"{r.batch}: {r.decided}/{r.items} decided, +{r.new_answers} answers, "
+                                         f"{r.extended} extended" for r in results))
+            results = harvest_until_done(ws, list(batches) or None, interval=interval, timeout=timeout, on_pass=show, **kwargs)
+        else:
+            results = run_pass(ws, list(batches) or None, **kwargs)
+    except HarvestBusy as exc:
+        # Overlapping cron runs: the second one steps aside cleanly.
+        err.print(f"[yellow]{exc}[/]")
+        if as_json:
+            emit_json({"busy": True, "message": str(exc), "batches": []})
+        return
+    if as_json:
+        emit_json({"busy": False, "batches": [_result_json(r) for r in results]})
+    else:
+        out.print(_results_table(results))
+
+
+@click.command()
+@click.argument("batch")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["manifest", "csv"]),
+              help="manifest (Ground Truth augmented manifest) and/or csv; both by default.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: <home>/exports/<batch>].")
+@click.option("--split", type=float, default=0.8, show_default=True, help="Training share of a stratified train/validation split.")
+@click.option("--no-split", is_flag=True, help="Write only the full files.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@click.pass_obj
+def export(ws, batch, formats, out_dir, split, no_split, seed, as_json):
+    """Export a batch's consensus labels as an augmented manifest and/or CSV."""
+    from annotate.export import export_batch
+
+    result = export_batch(ws, batch, out_dir or ws.exports / batch, formats=tuple(formats) or ("manifest", "csv"),
+                          split=None if no_split else split, seed=seed)
+    summary = {"batch": result.batch, "items": result.n_items, "train": result.n_train,
+               "validation": result.n_validation, "files": [str(p) for p in result.files],
+               "manifest": str(result.manifest) if result.manifest else None,
+               "csv": str(result.csv) if result.csv else None}
+    if as_json:
+        emit_json(summary)
+        return
+    err.print(f"Exported {result.n_items} labelled item(s) of [bold]{batch}[/]"
+              + (f" ({result.n_train} train / {result.n_validation} validation)" if result.n_train else "") + ":")
+    for path in result.files:
+        out.print(f"  {path}")
+
+
+@click.command()
+@click.argument("batch", required=False)
+@json_option
+@click.pass_obj
+def status(ws, batch, as_json):
+    """Where batches stand: items, assignments, money spent and committed, API calls."""
+    from annotate.status import status as get_status
+
+    rows = get_status(ws, batch)
+    if as_json:
+        emit_json({"batches": rows})
+        return
+    if not rows:
+        err.print(f"No batches in {ws.store_path} yet: `annotate post BATCH_DIR` to start.")
+        return
+    table = Table(title="Batches")
+    for col in ("batch", "target", "items", "labelled", "unresolved", "pending", "assignments", "spent", "committed", "budget", "API calls"):
+        table.add_column(col, justify="left" if col in ("batch", "target") else "right")
+    for r in rows:
+        table.add_row(r["batch"], r["target"], str(r["items"]), str(r["labelled"]), str(r["unresolved"]), str(r["pending"]),
+                      f"{r['assignments']}/{r['assignments_bought']}", f"${r['spent_usd']}", f"${r['committed_usd']}",
+                      f"${r['budget_usd']}" if r["budget_usd"] else "-", str(sum(r["api_calls"].values())))
+    out.print(table)
+    if batch:
+        calls = Table(title=f"API calls for {batch}")
+        calls.add_column("operation")
+        calls.add_column("calls", justify="right")
+        for op, n in rows[0]["api_calls"].items():
+            calls.add_row(op, str(n))
+        out.print(calls)
+
+
+@click.command()
+@click.argument("batch", required=False)
+@json_option
+@click.pass_obj
+def workers(ws, batch, as_json):
+    """Workers: answers given and estimated accuracy (per batch, or across batches)."""
+    from annotate.store import Store
+
+    rows = Store(ws.store_path).workers(batch)
+    if as_json:
+        emit_json({"workers": rows})
+        return
+    table = Table(title=f"Workers{' in ' + batch if batch else ''}")
+    for col in ("worker", "answers", "estimated accuracy", "blocked"):
+        table.add_column(col, justify="left" if col == "worker" else "right")
+    for r in rows:
+        skill = r.get("skill")
+        table.add_row(r["worker_id"], str(r["answers"]), f"{skill:.3f}" if skill is not None else "-",
+                      "yes" if r.get("blocked") else "")
+    out.print(table)
+
+
+commands = [post, harvest, export, status, workers]

@@ -1,0 +1,55 @@
+"""`annotate demo`: the whole pipeline on the local target, with a simulated crowd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from annotate.cli._common import emit_json, json_option
+
+err = Console(stderr=True)
+
+
+@click.command()
+@click.option("--example", default="digits", show_default=True, help="Which sample batch (see examples/).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where the demo's folder (annotate-demo/) goes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the simulated crowd and the split.")
+@click.option("--workers", type=int, default=25, show_default=True, help="Simulated workers.")
+@click.option("--spammers", type=float, default=0.1, show_default=True, help="Share of workers who answer at random.")
+@click.option("--no-train", is_flag=True, help="Stop after the export.")
+@json_option
+def demo(example, workdir, seed, workers, spammers, no_train, as_json):
+    """Run the end-to-end demo on the local target: post, harvest while a simulated crowd works, export, train."""
+    from annotate.demo import CrowdSettings, run_demo
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        tasks = {}
+
+        def show(stage, done, total):
+            label = {"post": "Posting HITs", "harvest": "Items decided"}[stage]
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = run_demo(example, workdir, seed=seed, crowd=CrowdSettings(workers=workers, spammer_share=spammers),
+                           train=not no_train, on_progress=show)
+    table = Table(title=f"annotate demo: {example}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key in ("items", "labelled", "unresolved", "accuracy", "assignments", "answers_per_item", "cost_usd",
+                "model_accuracy", "seconds", "manifest", "csv"):
+        if key in summary:
+            table.add_row(key.replace("_", " "), str(summary[key]))
+    err.print(table)
+    err.print(f"Look around: annotate --home {summary['home']} status {summary['batch']}")
+    if as_json:
+        emit_json(summary)
+
+
+commands = [demo]

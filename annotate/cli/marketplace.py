@@ -1,0 +1,73 @@
+"""`annotate marketplace serve`: run the embedded MTurk-compatible marketplace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from annotate.errors import UserError
+
+
+def load_gold(batch_dir: str) -> dict[str, str]:
+    """RequesterAnnotation -> gold label, from a batch's hidden gold column."""
+    from annotate.config import load_batch  # lazily: config is its own part of annotate
+
+    return dict(load_batch(batch_dir).gold_annotations())
+
+
+@click.group("marketplace")
+def marketplace() -> None:
+    """The embedded MTurk-compatible marketplace (requester API + worker pages)."""
+
+
+@marketplace.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8940, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="Marketplace database [default: marketplace.db in the annotate home].")
+@click.option("--crowd", type=click.Choice(["none", "simulated"]), default="none", show_default=True,
+              help="Let simulated workers do the HITs as they appear.")
+@click.option("--gold-from", "gold_from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Batch directory whose gold column tells the simulated crowd the true labels.")
+@click.option("--workers", default=30, show_default=True, type=click.IntRange(1, 100000), help="Simulated workers.")
+@click.option("--spammers", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of simulated workers who answer at random.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulated crowd.")
+@click.option("--verbose", is_flag=True, help="Log every request to stderr.")
+@click.pass_obj
+def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
+          workers: int, spammers: float, seed: int, verbose: bool) -> None:
+    """Serve the marketplace until Ctrl-C."""
+    from annotate.marketplace import MarketplaceServer
+    from annotate.marketplace.crowd import SimulatedCrowd
+
+    if gold_from and crowd != "simulated":
+        raise UserError("--gold-from needs --crowd simulated", field="--gold-from")
+    path = Path(db_path) if db_path else workspace.ensure().marketplace_db
+    try:
+        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
+    gold = load_gold(gold_from) if gold_from else {}
+    click.echo(f"requester endpoint: {srv.url}")
+    click.echo(f"worker pages:       {srv.worker_url}")
+    click.echo(f"database:           {path}")
+    simulated = None
+    if crowd == "simulated":
+        simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
+        click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
+                   f"{len(gold)} gold labels, seed {seed}")
+    if simulated is not None:
+        simulated.start()  # the socket already listens; requests wait for serve_forever
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        if simulated is not None:
+            simulated.stop()
+        srv.stop()
+
+
+commands = [marketplace]

@@ -1,0 +1,241 @@
+"""annotate train | deploy | predict | teardown: thin click commands over annotate.sagemaker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from annotate.cli._common import emit_json, json_option, yes_option
+from annotate.errors import UserError
+from annotate.sagemaker import (ALGORITHMS, TrainingFailed, batch_training_settings, deploy_aws, deploy_local,
+                                latest_job, plan_training, predict, prepare_deploy_aws, require_credentials,
+                                run_training, teardown, teardown_steps, train_local)
+
+where_option = click.option("--target", type=click.Choice(["local", "aws"]), default="local", show_default=True,
+                            help="Where it runs: local (this machine) or aws (SageMaker).")
+region_option = click.option("--region", default=None, help="AWS region [default: from the AWS configuration].")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Print the requests it would send; send nothing.")
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _session(region: str | None):
+    import boto3
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    if not session.region_name:
+        raise UserError("no AWS region: pass --region or set AWS_DEFAULT_REGION", field="region")
+    return session
+
+
+def _export(ws, batch: str, split: float, seed: int):
+    """The batch's labels as CSV + augmented manifest with a train/validation split (annotate.export)."""
+    try:
+        from annotate.export import export_batch
+    except ImportError as exc:
+        raise UserError(f"cannot export batch '{batch}': annotate.export is unavailable ({exc})") from exc
+    export = export_batch(ws, batch, ws.exports / batch, formats=("manifest", "csv"), split=split, seed=seed)
+    if not export.n_items:
+        raise UserError(f"batch '{batch}' has no labelled items yet: harvest first", field="batch")
+    return export
+
+
+def _settings(ws, batch: str):
+    return batch_training_settings(ws, batch)
+
+
+def _progress(status):
+    def show(description: dict) -> None:
+        state = description.get("TrainingJobStatus") or description.get("EndpointStatus")
+        detail = description.get("SecondaryStatus", "")
+        status.update(f"{description.get('TrainingJobName') or description.get('EndpointName')}: {state}"
+                      + (f" ({detail})" if detail and detail != state else ""))
+    return show
+
+
+@click.command("train")
+@click.argument("batch")
+@where_option
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None,
+              help="Default: [training] algorithm in batch.toml, else sklearn.")
+@click.option("--job", default=None, help="Training job name [default: <batch>-<algorithm>-<timestamp>].")
+@click.option("--split", type=float, default=0.8, show_default=True, help="Share of items for training.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
+@click.option("--role-arn", default=None, help="SageMaker execution role (aws) [default: [training] role_arn].")
+@click.option("--s3-prefix", default=None, help="s3://bucket/prefix for data and model (aws).")
+@click.option("--instance-type", default=None, help="Training instance (aws).")
+@click.option("--no-wait", is_flag=True, help="Return once the job is created (aws).")
+@region_option
+@dry_run_option
+@json_option
+@click.pass_obj
+def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_prefix, instance_type, no_wait,
+                  region, dry_run, as_json):
+    """Train a model on BATCH's labels: locally (default) or as a SageMaker training job."""
+    console = _console()
+    if target == "aws" and not dry_run:
+        session = _session(region)
+        require_credentials(session)  # before exporting or uploading anything
+    settings = _settings(ws, batch)
+    export = _export(ws, batch, split, seed)
+    if target == "local":
+        if dry_run:
+            raise UserError("--dry-run shows SageMaker requests: use it with --target aws", field="dry_run")
+        result = train_local(ws.home, export, settings, algorithm=algorithm, batch=batch, job=job,
+                             echo=None if as_json else click.echo)
+    else:
+        plan_region = region or (_session(region).region_name if dry_run else session.region_name)
+        plan = plan_training(export, settings, region=plan_region, algorithm=algorithm, batch=batch, job=job,
+                             role_arn=role_arn, s3_prefix=s3_prefix, instance_type=instance_type)
+        if dry_run:
+            if as_json:
+                emit_json({"dry_run": True, **plan.to_dict()})
+            else:
+                for upload in plan.uploads:
+                    click.echo(f"upload {upload.to_dict()['source']} -> {upload.destination}")
+                click.echo(f"CreateTrainingJob {plan.job_name} ({plan.request['AlgorithmSpecification']['TrainingImage']})")
+            return
+        with console.status(f"{plan.job_name}: uploading") as status:
+            try:
+                result = run_training(plan, session, ws.home, wait=not no_wait, progress=_progress(status))
+            except TrainingFailed as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise click.exceptions.Exit(1) from exc
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    accuracy = result.model_accuracy
+    click.echo(f"job {result.job_name}: {result.status}"
+               + (f", validation accuracy {accuracy:.4f}" if accuracy is not None else ""))
+    if result.model_artifact:
+        click.echo(f"model: {result.model_artifact}")
+
+
+@click.command("deploy")
+@click.argument("job", required=False)
+@where_option
+@click.option("--name", default=None, help="Endpoint name [default: the job name].")
+@click.option("--instance-type", default=None, help="Real-time endpoint instance (aws) [default ml.m5.large].")
+@click.option("--serverless-memory", type=int, default=None, help="Serverless endpoint memory in MB (aws).")
+@click.option("--max-concurrency", type=int, default=None, help="Serverless max concurrency (aws).")
+@click.option("--port", type=int, default=0, help="Local port [default: a free one; 8080 in the foreground].")
+@click.option("--background", is_flag=True, help="Local: serve in the background (teardown stops it).")
+@click.option("--no-wait", is_flag=True, help="Return once the endpoint is being created (aws).")
+@region_option
+@dry_run_option
+@json_option
+@click.pass_obj
+def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_concurrency, port, background,
+                   no_wait, region, dry_run, as_json):
+    """Serve JOB's model (default: the latest trained job) as an endpoint."""
+    job = job or latest_job(ws.home)
+    if target == "local":
+        if dry_run:
+            raise UserError("--dry-run shows SageMaker requests: use it with --target aws", field="dry_run")
+        if not background:
+            def ready(record):
+                click.echo(f"serving {record['job']} at {record['url']} (/ping, /invocations); Ctrl-C stops")
+            deploy_local(ws.home, job, name=name, port=port, background=False, ready=ready)
+            return
+        record = deploy_local(ws.home, job, name=name, port=port, background=True)
+    else:
+        session = _session(region)
+        plan = prepare_deploy_aws(ws.home, session, job, name=name, instance_type=instance_type,
+                                  serverless_memory=serverless_memory, max_concurrency=max_concurrency)
+        if dry_run:
+            if as_json:
+                emit_json({"dry_run": True, **plan.to_dict()})
+            else:
+                for request in plan.requests:
+                    click.echo(f"{request['operation']} {next(iter(request['body'].values()))}")
+            return
+        with _console().status(f"{plan.name}: creating") as status:
+            record = deploy_aws(ws.home, session, plan, wait=not no_wait, progress=_progress(status))
+    if as_json:
+        emit_json(record)
+    else:
+        where = record.get("url") or f"{record['region']} ({record['status']})"
+        click.echo(f"endpoint {record['name']}: {where}")
+
+
+@click.command("predict")
+@click.argument("endpoint")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--target", type=click.Choice(["local", "aws"]), default=None,
+              help="Default: where the endpoint was deployed.")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Object detection: count boxes scoring at least this.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write images with boxes / masks here [default: <home>/predictions].")
+@region_option
+@json_option
+@click.pass_obj
+def predict_command(ws, endpoint, inputs, target, threshold, out_dir, region, as_json):
+    """Ask ENDPOINT about each INPUT (an image, a CSV/JSON file, or an inline CSV row)."""
+    from annotate.sagemaker.endpoint import load_record
+
+    record = load_record(ws.home, endpoint) or {}
+    session = None
+    if (target or record.get("target") or "aws") == "aws":
+        session = _session(region or record.get("region"))
+    results = predict(ws.home, endpoint, list(inputs), target=target, session=session, threshold=threshold,
+                      out_dir=out_dir or ws.home / "predictions")
+    if as_json:
+        emit_json({"endpoint": endpoint, "predictions": [r.to_dict() for r in results]})
+        return
+    table = Table(title=f"predictions from {endpoint}")
+    detection = any(r.count is not None for r in results)
+    table.add_column("input", overflow="fold")
+    if detection:
+        table.add_column(f"objects ≥ {threshold}", justify="right")
+        table.add_column("image with boxes", overflow="fold")
+    else:
+        table.add_column("label")
+        table.add_column("score", justify="right")
+    for r in results:
+        if detection:
+            table.add_row(r.input, str(r.count), r.output or "")
+        else:
+            table.add_row(r.input, str(r.label), "" if r.score is None else f"{r.score:.3f}")
+    Console().print(table)
+
+
+@click.command("teardown")
+@click.argument("endpoint")
+@click.option("--target", type=click.Choice(["local", "aws"]), default=None,
+              help="Default: where the endpoint was deployed.")
+@region_option
+@yes_option
+@json_option
+@click.pass_obj
+def teardown_command(ws, endpoint, target, region, yes, as_json):
+    """Delete ENDPOINT with its endpoint config and model (aws), or stop the local endpoint."""
+    from annotate.sagemaker.endpoint import load_record
+
+    record = load_record(ws.home, endpoint) or {}
+    where = target or record.get("target") or "aws"
+    session = _session(region or record.get("region")) if where == "aws" else None
+    steps = teardown_steps(ws.home, endpoint, session=session, target=where)
+    # Other parts of annotate add their steps here (e.g. expiring the batch's leftover HITs)
+    # so that one confirmation lists everything that goes.
+    if not yes:
+        click.echo("This removes:")
+        for step in steps:
+            click.echo(f"  - {step.description}")
+        if not click.confirm("Proceed?", default=False):
+            click.echo("cancelled; nothing was removed", err=True)
+            raise click.exceptions.Exit(1)
+    gone = teardown(ws.home, endpoint, steps)
+    if as_json:
+        emit_json({"endpoint": endpoint, "removed": gone})
+    else:
+        for item in gone:
+            click.echo(f"removed {item}")
+
+
+commands = [train_command, deploy_command, predict_command, teardown_command]

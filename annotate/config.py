@@ -1,0 +1,384 @@
+"""A batch directory: `batch.toml` plus an items file, loaded and validated.
+
+Everything a requester can get wrong is checked here, before anything is posted, and
+reported with the file, line and field it concerns (UserError → exit code 2).
+
+batch.toml:
+
+    [batch]
+    name = "iris"                    # default: the directory's name
+    template = "iris.html.j2"        # in the batch dir, else in hit_templates/
+    items = "items.csv"              # .csv | .jsonl | .manifest (Ground Truth input manifest)
+    id_column = "id"                 # default "id"; row number when the column is absent
+    gold_column = "species"          # hidden from workers; for simulated crowds and accuracy
+    task_type = "text-classification"   # or "image-classification": the manifest's type
+    label_attribute = "iris-species" # the manifest's label attribute (default: the name)
+
+    [hit]                            # HIT type properties, in MTurk's units
+    title = "…"; description = "…"; keywords = "…"
+    reward = "0.05"                  # USD, a string (money is never a float)
+    assignment_duration = "10m"      # seconds or 30s / 10m / 2h / 3d
+    lifetime = "3d"
+    auto_approval_delay = "1d"
+    frame_height = 600
+    qualifications = [ { QualificationTypeId = "…", Comparator = "…", IntegerValues = [..] } ]
+
+    [task]
+    labels = ["setosa", "versicolor", "virginica"]
+    field = "species"                # the form field (QuestionIdentifier) holding the answer
+    instructions = "…"
+
+    [consensus]                      # handed to the consensus policy
+    policy = "agree"
+    agree = 2
+    max_assignments = 9
+
+    [budget]
+    max_usd = "25.00"                # hard cap for the batch: posting and extending never pass it
+
+    [training]                       # read by `annotate train`
+    features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from annotate.errors import UserError
+
+BATCH_FILE = "batch.toml"
+TASK_TYPES = ("image-classification", "text-classification")
+MASTERS_QUALIFICATION_IDS = {"2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
+
+# MTurk's limits (CreateHITType / CreateHIT).
+TITLE_MAX = 128
+DESCRIPTION_MAX = 2000
+KEYWORDS_MAX = 1000
+ANNOTATION_MAX = 255
+DURATION_RANGES = {
+    "assignment_duration": (30, 31_536_000),
+    "lifetime": (30, 31_536_000),
+    "auto_approval_delay": (0, 2_592_000),
+}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_KNOWN = {
+    "batch": {"name", "template", "items", "id_column", "gold_column", "task_type", "label_attribute"},
+    "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
+            "auto_approval_delay", "frame_height", "qualifications"},
+    "task": {"labels", "field", "instructions"},
+    "budget": {"max_usd", "account_max_usd"},
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    data: dict[str, Any]  # what the template sees: every input column except the gold one
+    gold: str | None
+    line: int  # line in the items file, for error messages
+    position: int
+
+
+@dataclass(frozen=True)
+class HitSettings:
+    title: str
+    description: str
+    keywords: str
+    reward: Decimal
+    assignment_duration: int
+    lifetime: int
+    auto_approval_delay: int
+    frame_height: int
+    qualifications: list[dict[str, Any]]
+
+    @property
+    def masters(self) -> bool:
+        return any(q.get("QualificationTypeId") in MASTERS_QUALIFICATION_IDS for q in self.qualifications)
+
+
+@dataclass(frozen=True)
+class Batch:
+    name: str
+    dir: Path
+    config: dict[str, Any]
+    template: str
+    items_file: Path
+    items: list[Item]
+    hit: HitSettings
+    labels: list[str]
+    answer_field: str
+    instructions: str
+    task_type: str
+    label_attribute: str
+    gold_column: str | None
+    consensus: dict[str, Any] = field(default_factory=dict)
+    budget_usd: Decimal | None = None
+
+    def annotation(self, item_id: str) -> str:
+        """The HIT's RequesterAnnotation: ties a HIT back to its batch and item (workers never see it)."""
+        return f"{self.name}/{item_id}"
+
+    def gold_annotations(self) -> dict[str, str]:
+        """RequesterAnnotation → gold label, for simulated crowds. Empty without a gold column."""
+        return {self.annotation(i.id): i.gold for i in self.items if i.gold is not None}
+
+    def source_of(self, item: Item) -> tuple[str, str] | None:
+        """The manifest source of an item: ("source-ref", uri) or ("source", text), if it has one."""
+        for key in ("source-ref", "source"):
+            if item.data.get(key) not in (None, ""):
+                return key, str(item.data[key])
+        return None
+
+
+def parse_duration(value: Any, where: str, file: str) -> int:
+    """Seconds from an int or a string like '90', '10m', '2h', '3d'."""
+    if isinstance(value, bool):
+        raise UserError(f"expected seconds or a duration like '10m', got {value!r}", file=file, field=where)
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", value)):
+        seconds = int(m.group(1)) * _UNITS.get(m.group(2) or "s", 1)
+    else:
+        raise UserError(f"expected seconds or a duration like '10m', got {value!r}", file=file, field=where)
+    lo, hi = DURATION_RANGES[where.split(".")[-1]]
+    if not lo <= seconds <= hi:
+        raise UserError(f"{seconds} s is outside MTurk's range {lo}..{hi} s", file=file, field=where)
+    return seconds
+
+
+def parse_reward(value: Any, file: str, where: str = "hit.reward") -> Decimal:
+    if isinstance(value, float):
+        raise UserError("write money as a string, e.g. reward = \"0.05\" (floats lose cents)", file=file, field=where)
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise UserError(f"not an amount of money: {value!r}", file=file, field=where) from None
+    if not amount.is_finite() or amount < 0:
+        raise UserError(f"must be zero or more, got {value!r}", file=file, field=where)
+    if amount != amount.quantize(Decimal("0.01")):
+        raise UserError(f"MTurk takes whole cents, got {value!r}", file=file, field=where)
+    return amount.quantize(Decimal("0.01"))
+
+
+def _require_str(table: dict, key: str, section: str, file: str, *, default: str | None = None, maxlen: int | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise UserError("missing required setting", file=file, field=f"{section}.{key}")
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"expected a non-empty string, got {value!r}", file=file, field=f"{section}.{key}")
+    if maxlen and len(value) > maxlen:
+        raise UserError(f"longer than MTurk's limit of {maxlen} characters ({len(value)})", file=file, field=f"{section}.{key}")
+    return value
+
+
+def load_batch(batch_dir: str | Path) -> Batch:
+    """Read and validate a batch directory. Raises UserError naming file, line or field."""
+    root = Path(batch_dir)
+    if not root.is_dir():
+        raise UserError("not a batch directory (it should hold batch.toml and an items file)", file=str(root))
+    toml_path = root / BATCH_FILE
+    file = str(toml_path)
+    if not toml_path.is_file():
+        raise UserError("missing batch.toml", file=file)
+    try:
+        config = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's TOMLDecodeError carries the position only in its message.
+        m = re.search(r"at line (\d+)", str(exc))
+        raise UserError(f"TOML syntax error: {exc}", file=file, line=int(m.group(1)) if m else None) from None
+
+    for section, known in _KNOWN.items():
+        table = config.get(section, {})
+        if not isinstance(table, dict):
+            raise UserError("expected a table", file=file, field=section)
+        for key in table:
+            if key not in known:
+                raise UserError(f"unknown setting (known: {', '.join(sorted(known))})", file=file, field=f"{section}.{key}")
+    for key in ("consensus", "training"):
+        if not isinstance(config.get(key, {}), dict):
+            raise UserError("expected a table", file=file, field=key)
+
+    b = config.get("batch", {})
+    name = b.get("name", root.resolve().name)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise UserError(f"batch names are 1-64 letters, digits, '-', '_' or '.', got {name!r}", file=file, field="batch.name")
+    task_type = b.get("task_type", "image-classification")
+    if task_type not in TASK_TYPES:
+        raise UserError(f"unknown task type {task_type!r} (known: {', '.join(TASK_TYPES)})", file=file, field="batch.task_type")
+    label_attribute = b.get("label_attribute", name)
+    if not isinstance(label_attribute, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,126}", label_attribute):
+        raise UserError(f"a label attribute is letters, digits and '-', got {label_attribute!r}", file=file, field="batch.label_attribute")
+
+    t = config.get("task", {})
+    labels = t.get("labels")
+    if labels is None:
+        raise UserError("missing required setting", file=file, field="task.labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in labels):
+        raise UserError("expected a non-empty list of label names", file=file, field="task.labels")
+    labels = [str(x) for x in labels]
+    if len(set(labels)) != len(labels):
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        raise UserError(f"duplicate labels: {', '.join(dupes)}", file=file, field="task.labels")
+    answer_field = _require_str(t, "field", "task", file, default="label")
+    instructions = t.get("instructions", "")
+    if not isinstance(instructions, str):
+        raise UserError("expected a string", file=file, field="task.instructions")
+
+    h = config.get("hit", {})
+    frame_height = h.get("frame_height", 0)
+    if not isinstance(frame_height, int) or isinstance(frame_height, bool) or frame_height < 0:
+        raise UserError(f"expected pixels (0 = automatic), got {frame_height!r}", file=file, field="hit.frame_height")
+    qualifications = h.get("qualifications", [])
+    if not isinstance(qualifications, list) or not all(isinstance(q, dict) and "QualificationTypeId" in q and "Comparator" in q for q in qualifications):
+        raise UserError("expected a list of tables with QualificationTypeId and Comparator (MTurk's QualificationRequirement)",
+                        file=file, field="hit.qualifications")
+    hit = HitSettings(
+        title=_require_str(h, "title", "hit", file, maxlen=TITLE_MAX),
+        description=_require_str(h, "description", "hit", file, maxlen=DESCRIPTION_MAX),
+        keywords=_require_str(h, "keywords", "hit", file, default="annotation", maxlen=KEYWORDS_MAX),
+        reward=parse_reward(h["reward"], file) if "reward" in h else _missing(file, "hit.reward"),
+        assignment_duration=parse_duration(h.get("assignment_duration", "10m"), "hit.assignment_duration", file),
+        lifetime=parse_duration(h.get("lifetime", "3d"), "hit.lifetime", file),
+        auto_approval_delay=parse_duration(h.get("auto_approval_delay", "1d"), "hit.auto_approval_delay", file),
+        frame_height=frame_height,
+        qualifications=qualifications,
+    )
+
+    budget = config.get("budget", {})
+    budget_usd = parse_reward(budget["max_usd"], file, "budget.max_usd") if "max_usd" in budget else None
+
+    template = _require_str(b, "template", "batch", file)
+    items_name = _require_str(b, "items", "batch", file, default=_default_items(root))
+    items_file = root / items_name
+    id_column = _require_str(b, "id_column", "batch", file, default="id")
+    gold_column = b.get("gold_column")
+    if gold_column is not None and (not isinstance(gold_column, str) or not gold_column):
+        raise UserError("expected a column name", file=file, field="batch.gold_column")
+    items = load_items(items_file, id_column=id_column, gold_column=gold_column, labels=labels)
+
+    return Batch(
+        name=name, dir=root.resolve(), config=config, template=template, items_file=items_file,
+        items=items, hit=hit, labels=labels, answer_field=answer_field, instructions=instructions,
+        task_type=task_type, label_attribute=label_attribute, gold_column=gold_column,
+        consensus=dict(config.get("consensus", {})), budget_usd=budget_usd,
+    )
+
+
+def _missing(file: str, where: str):
+    raise UserError("missing required setting", file=file, field=where)
+
+
+def _default_items(root: Path) -> str:
+    for name in ("items.csv", "items.jsonl", "items.manifest"):
+        if (root / name).exists():
+            return name
+    return "items.csv"
+
+
+def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = None, labels: list[str] | None = None) -> list[Item]:
+    """Items from CSV, JSON Lines or a Ground Truth input manifest, validated row by row."""
+    file = str(path)
+    if not path.is_file():
+        raise UserError("items file not found", file=file)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", file=file, line=line) from None
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = _csv_rows(text, file)
+    elif suffix in (".jsonl", ".manifest", ".json"):
+        rows = _jsonl_rows(text, file, manifest=suffix == ".manifest")
+    else:
+        raise UserError(f"unknown items format {suffix!r} (use .csv, .jsonl or .manifest)", file=file)
+    if not rows:
+        raise UserError("no items", file=file)
+
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    label_set = set(labels or [])
+    has_id = any(id_column in row for _, row in rows)
+    for position, (line, row) in enumerate(rows):
+        if has_id:
+            value = row.get(id_column)
+            if value is None or str(value).strip() == "":
+                raise UserError("empty item id", file=file, line=line, field=id_column)
+            item_id = str(value).strip()
+        else:
+            item_id = str(position + 1)
+        if "/" in item_id or len(item_id) > 200:
+            raise UserError(f"item ids must be at most 200 characters without '/', got {item_id[:40]!r}", file=file, line=line, field=id_column)
+        if item_id in seen:
+            raise UserError(f"duplicate item id {item_id!r} (first on line {seen[item_id]})", file=file, line=line, field=id_column)
+        seen[item_id] = line
+        gold = None
+        if gold_column is not None:
+            if gold_column not in row:
+                raise UserError(f"gold column {gold_column!r} is missing", file=file, line=line, field=gold_column)
+            raw_gold = row[gold_column]
+            gold = None if raw_gold in (None, "") else str(raw_gold)
+            if gold is not None and label_set and gold not in label_set:
+                raise UserError(f"gold label {gold!r} is not one of the task's labels ({', '.join(labels)})",
+                                file=file, line=line, field=gold_column)
+        data = {k: v for k, v in row.items() if k != gold_column}
+        data.setdefault(id_column, item_id)
+        items.append(Item(id=item_id, data=data, gold=gold, line=line, position=position))
+    return items
+
+
+def _csv_rows(text: str, file: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise UserError("no header row", file=file, line=1)
+    header = [h.strip() if h else h for h in reader.fieldnames]
+    if any(not h for h in header):
+        raise UserError("empty column name in the header", file=file, line=1)
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise UserError(f"duplicate columns: {', '.join(dupes)}", file=file, line=1)
+    reader.fieldnames = header
+    rows = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                raise UserError(f"more fields than the header's {len(header)}", file=file, line=line)
+            if any(v is None for v in row.values()):
+                missing = [k for k, v in row.items() if v is None]
+                raise UserError(f"fewer fields than the header (missing {', '.join(missing)})", file=file, line=line)
+            if all(v == "" for v in row.values()):
+                continue  # a blank line
+            rows.append((line, row))
+    except csv.Error as exc:
+        raise UserError(f"CSV error: {exc}", file=file, line=reader.line_num) from None
+    return rows
+
+
+def _jsonl_rows(text: str, file: str, *, manifest: bool) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not JSON: {exc.msg} (column {exc.colno})", file=file, line=line_no) from None
+        if not isinstance(row, dict):
+            raise UserError("each line must be a JSON object", file=file, line=line_no)
+        if manifest and "source-ref" not in row and "source" not in row:
+            raise UserError("a manifest line needs 'source-ref' or 'source'", file=file, line=line_no)
+        rows.append((line_no, row))
+    return rows

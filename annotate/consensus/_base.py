@@ -1,0 +1,137 @@
+"""Shared plumbing for aggregators: encoding a tidy answer table into integer codes, and the
+scikit-learn-like fit / fit_predict / fit_predict_proba surface (crowd-kit style).
+
+Conventions every aggregator follows:
+- items, workers and labels are strings; each is encoded in *sorted* order, so results never
+  depend on the row order of the input table.
+- ties are broken deterministically towards the label that sorts first (np.argmax returns the
+  first maximum over the sorted label codes).
+- `skills_` is each worker's estimated accuracy: the mean posterior of the label they gave, over
+  the items they answered (comparable across aggregators).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("item", "worker", "label")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    items: pd.Index
+    workers: pd.Index
+    labels: pd.Index
+    t: np.ndarray  # item code per answer
+    w: np.ndarray  # worker code per answer
+    y: np.ndarray  # label code per answer
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.workers)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+
+def _codes(values: pd.Series, categories: pd.Index | None = None) -> tuple[np.ndarray, pd.Index]:
+    cat = pd.Categorical(values, categories=categories) if categories is not None else pd.Categorical(values)
+    codes = np.asarray(cat.codes, dtype=np.int64)
+    return codes, pd.Index(cat.categories)
+
+
+def encode(answers: pd.DataFrame, labels: list[str] | None = None) -> Encoded:
+    """Encode an (item, worker, label) table; `labels` fixes the label set (e.g. the batch's)."""
+    missing = [c for c in COLUMNS if c not in answers.columns]
+    if missing:
+        raise ValueError(f"answers table lacks column(s) {missing}; needs {list(COLUMNS)}")
+    frame = answers[list(COLUMNS)].astype(str)
+    t, items = _codes(frame["item"])
+    w, workers = _codes(frame["worker"])
+    if labels is not None:
+        lab = pd.Index(sorted({str(x) for x in labels}))
+        y, lab = _codes(frame["label"], lab)
+        if (y < 0).any():
+            bad = sorted(set(frame["label"][y < 0]))
+            raise ValueError(f"answers hold labels outside the label set {list(lab)}: {bad}")
+    else:
+        y, lab = _codes(frame["label"])
+    return Encoded(items, workers, lab, t, w, y)
+
+
+def vote_counts(enc: Encoded, weights: np.ndarray | None = None) -> np.ndarray:
+    """(items x labels) sum of (weighted) votes, with one bincount over a flat index."""
+    flat = enc.t * enc.n_labels + enc.y
+    counts = np.bincount(flat, weights=weights, minlength=enc.n_items * enc.n_labels)
+    return counts.reshape(enc.n_items, enc.n_labels).astype(float)
+
+
+def normalise_rows(m: np.ndarray) -> np.ndarray:
+    s = m.sum(axis=1, keepdims=True)
+    # an item with zero total weight (only zero-weight workers) gets a uniform posterior
+    out = np.divide(m, s, out=np.full_like(m, 1.0 / m.shape[1]), where=s > 0)
+    return out
+
+
+def posterior_agreement(enc: Encoded, probas: np.ndarray) -> np.ndarray:
+    """Each worker's mean posterior of the labels they gave: an accuracy estimate in [0, 1]."""
+    hit = probas[enc.t, enc.y]
+    total = np.bincount(enc.w, weights=hit, minlength=enc.n_workers)
+    n = np.bincount(enc.w, minlength=enc.n_workers)
+    return total / np.maximum(n, 1)
+
+
+def prior_skill_array(enc: Encoded, skills: pd.Series | None) -> np.ndarray:
+    """Prior skills aligned to the encoded workers; NaN where a worker has no history."""
+    if skills is None or len(skills) == 0:
+        return np.full(enc.n_workers, np.nan)
+    s = pd.Series(skills, dtype=float)
+    s.index = s.index.astype(str)
+    s = s[~s.index.duplicated(keep="last")]
+    return s.reindex(enc.workers).to_numpy(dtype=float)
+
+
+class BaseAggregator:
+    """fit / fit_predict / fit_predict_proba over a tidy (item, worker, label) DataFrame."""
+
+    labels_: pd.Series
+    probas_: pd.DataFrame
+    confidence_: pd.Series
+    skills_: pd.Series
+
+    def _fit(self, enc: Encoded, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (items x labels posterior, per-worker accuracy estimate)."""
+        raise NotImplementedError
+
+    def fit(self, answers: pd.DataFrame, skills: pd.Series | None = None, labels: list[str] | None = None):
+        """Fit on `answers`; `skills` (worker -> accuracy from earlier batches) warm-starts the
+        aggregators that model workers; `labels` fixes the label set (else the observed labels)."""
+        enc = encode(answers, labels)
+        if len(enc.t) == 0:
+            self.probas_ = pd.DataFrame(index=pd.Index([], name="item"), columns=pd.Index(enc.labels, name="label"), dtype=float)
+            self.labels_ = pd.Series([], index=self.probas_.index, dtype=object, name="label")
+            self.confidence_ = pd.Series([], index=self.probas_.index, dtype=float, name="confidence")
+            self.skills_ = pd.Series([], index=pd.Index([], name="worker"), dtype=float, name="skill")
+            return self
+        probas, skills_arr = self._fit(enc, prior_skill_array(enc, skills))
+        best = probas.argmax(axis=1)  # first maximum = label sorting first: the documented tie rule
+        index = pd.Index(enc.items, name="item")
+        self.probas_ = pd.DataFrame(probas, index=index, columns=pd.Index(enc.labels, name="label"))
+        self.labels_ = pd.Series(np.asarray(enc.labels)[best], index=index, name="label", dtype=object)
+        self.confidence_ = pd.Series(probas[np.arange(len(best)), best], index=index, name="confidence")
+        self.skills_ = pd.Series(skills_arr, index=pd.Index(enc.workers, name="worker"), name="skill")
+        return self
+
+    def fit_predict(self, answers: pd.DataFrame, skills: pd.Series | None = None, labels: list[str] | None = None) -> pd.Series:
+        return self.fit(answers, skills, labels).labels_
+
+    def fit_predict_proba(self, answers: pd.DataFrame, skills: pd.Series | None = None, labels: list[str] | None = None) -> pd.DataFrame:
+        return self.fit(answers, skills, labels).probas_

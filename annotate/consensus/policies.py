@@ -1,0 +1,285 @@
+"""Stopping policies: given every answer collected so far in a batch, decide per item whether to
+label it, buy more assignments, wait for outstanding ones, or give up (unresolved).
+
+Policies are stateless: everything they need is in (answers, items, skills), so the live
+harvester and the offline replay (`simulate.py`) drive the very same objects and get the very
+same decisions. Every call re-decides every item; a "label" is final once no item extends.
+
+An item whose HIT has closed with fewer answers than assignments bought ("starved": the HIT
+expired, or the replay ran out of recorded answers) is never extended again, since buying more
+would just expire again; it is labelled if the policy's criterion holds, else unresolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import aggregators as _agg
+
+ACTIONS = ("label", "extend", "wait", "unresolved")
+# MTurk charges 40% instead of 20% once a HIT has 10 or more assignments; 9 stays under the cliff
+DEFAULT_MAX_ASSIGNMENTS = 9
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "label" | "extend" | "wait" | "unresolved"
+    label: str | None  # current best label (also for wait/unresolved when there is one)
+    confidence: float  # aggregator posterior of that label
+    extend_by: int = 0  # for "extend": how many more assignments to buy
+
+    def __post_init__(self):
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown action {self.action!r}; expected one of {ACTIONS}")
+        if self.action == "extend" and self.extend_by < 1:
+            raise ValueError("an 'extend' decision must buy at least one assignment")
+        if self.action != "extend" and self.extend_by:
+            raise ValueError("only an 'extend' decision buys assignments")
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"setting '{name}' must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_prob(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"setting '{name}' must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _item_state(answers: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """items indexed by item id with bought, open, n (answers received), starved."""
+    missing = [c for c in ("item", "bought", "open") if c not in items.columns]
+    if missing:
+        raise ValueError(f"items table lacks column(s) {missing}; needs item, bought, open")
+    state = items.assign(item=items["item"].astype(str)).set_index("item")[["bought", "open"]].copy()
+    state["bought"] = state["bought"].astype(int)
+    state["open"] = state["open"].astype(bool)
+    counts = answers["item"].astype(str).value_counts() if len(answers) else pd.Series(dtype=int)
+    state["n"] = counts.reindex(state.index, fill_value=0).astype(int)
+    state["starved"] = ~state["open"] & (state["bought"] > state["n"])
+    return state
+
+
+class Policy:
+    """Base: settings handling, aggregation, final labels."""
+
+    name = ""
+    # setting name -> default; subclasses extend
+    SETTINGS: dict = {"initial_assignments": None, "max_assignments": DEFAULT_MAX_ASSIGNMENTS, "aggregator": "majority"}
+
+    def __init__(self, **settings):
+        for key in settings:
+            if key not in self.SETTINGS:
+                raise ValueError(f"unknown setting '{key}' for consensus policy '{self.name}'; "
+                                 f"known: {', '.join(sorted(self.SETTINGS))}")
+        self.settings = {**self.SETTINGS, **settings}
+        self._configure()
+        self.max_assignments = _check_int("max_assignments", self.settings["max_assignments"], 1)
+        self.initial_assignments = _check_int("initial_assignments", self.settings["initial_assignments"], 1)
+        if self.initial_assignments > self.max_assignments:
+            raise ValueError(f"setting 'initial_assignments' ({self.initial_assignments}) exceeds "
+                             f"'max_assignments' ({self.max_assignments})")
+        agg = self.settings["aggregator"]
+        if agg not in _agg.AGGREGATORS:
+            raise ValueError(f"setting 'aggregator' must be one of {sorted(_agg.AGGREGATORS)}, got {agg!r}")
+
+    def _configure(self) -> None:
+        """Validate policy-specific settings; fill initial_assignments if it defaults."""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(self.settings.items()))
+        return f"{type(self).__name__}({shown})"
+
+    def make_aggregator(self):
+        return _agg.get_aggregator(self.settings["aggregator"])
+
+    def _fit(self, answers: pd.DataFrame, skills: pd.Series | None):
+        agg = self.make_aggregator()
+        agg.fit(answers, skills=skills)
+        return agg
+
+    def aggregate(self, answers: pd.DataFrame, skills: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series]:
+        """Final labels for export: (DataFrame item, label, confidence; Series worker -> skill)."""
+        agg = self._fit(answers, skills)
+        labels = pd.DataFrame({"item": agg.labels_.index.astype(str), "label": agg.labels_.to_numpy(),
+                               "confidence": agg.confidence_.to_numpy(dtype=float)})
+        return labels, agg.skills_
+
+    def decide(self, answers: pd.DataFrame, items: pd.DataFrame, skills: pd.Series | None = None) -> dict:
+        raise NotImplementedError
+
+
+class AgreePolicy(Policy):
+    """The AWS tutorial rule: buy k, then one more at a time until k workers agree on a label.
+
+    Label when the top label has >= k votes and strictly more than any other (a k-k split among
+    more than k answers is not agreement); extend by one while bought < max_assignments;
+    unresolved at the cap. The reported label/confidence are the majority vote and its share.
+    """
+
+    name = "agree"
+    SETTINGS = {**Policy.SETTINGS, "agree": 2}
+
+    def _configure(self) -> None:
+        self.k = _check_int("agree", self.settings["agree"], 1)
+        if self.settings["initial_assignments"] is None:
+            self.settings["initial_assignments"] = self.k
+
+    def decide(self, answers, items, skills=None):
+        state = _item_state(answers, items)
+        votes = (answers.assign(item=answers["item"].astype(str), label=answers["label"].astype(str))
+                 .groupby(["item", "label"]).size().unstack(fill_value=0)) if len(answers) else pd.DataFrame()
+        out = {}
+        for item, row in state.iterrows():  # one row per item (not per answer): cheap
+            if item in votes.index:
+                v = votes.loc[item]
+                v = v[v > 0].sort_index()
+                top = int(v.max())
+                best = str(v.idxmax())  # first maximum in sorted label order: the tie rule
+                conf = top / int(v.sum())
+                agreed = top >= self.k and int((v == top).sum()) == 1
+            else:
+                best, conf, agreed = None, 0.0, False
+            if agreed:
+                out[item] = Decision("label", best, conf)
+            elif row["open"]:
+                out[item] = Decision("wait", best, conf)
+            elif row["starved"] or row["bought"] >= self.max_assignments:
+                out[item] = Decision("unresolved", best, conf)
+            else:
+                out[item] = Decision("extend", best, conf, 1)
+        return out
+
+
+class FixedPolicy(Policy):
+    """Buy a fixed number of assignments per item, then label with the aggregator."""
+
+    name = "fixed"
+    SETTINGS = {**Policy.SETTINGS, "assignments": 3}
+
+    def _configure(self) -> None:
+        n = _check_int("assignments", self.settings["assignments"], 1)
+        if self.settings["initial_assignments"] is None:
+            self.settings["initial_assignments"] = n
+        if self.settings["max_assignments"] < n:
+            self.settings["max_assignments"] = n
+
+    def decide(self, answers, items, skills=None):
+        state = _item_state(answers, items)
+        labels, conf = self._posteriors(answers, skills)
+        out = {}
+        for item, row in state.iterrows():
+            lab, c = labels.get(item), float(conf.get(item, 0.0))
+            out[item] = Decision("wait", lab, c) if row["open"] else Decision("label", lab, c)
+        return out
+
+    def _posteriors(self, answers, skills):
+        if not len(answers):
+            return {}, {}
+        agg = self._fit(answers, skills)
+        return agg.labels_.to_dict(), agg.confidence_.to_dict()
+
+
+class ConfidencePolicy(Policy):
+    """Buy one more assignment at a time while the posterior of the current label is below
+    `threshold`, up to `max_assignments`, with worker skills learned from every answer in the
+    batch (Dawid–Skene over the whole batch at each call, warm-started by prior skills).
+
+    Dawid–Skene here is smoothed (`smoothing` pseudo-answers towards a one-coin worker of
+    accuracy `default_skill`): unsmoothed, a worker seen three times and agreeing three times is
+    "perfect", and posteriors are too confident to stop on (measured on rte: 0.888 accuracy at
+    3.2 answers/item vs 0.916 at 4.6 with smoothing 2).
+
+    `budget` (optional; average answers per item over the batch) caps total spend. Each call may
+    commit at most `pace` of the remaining budget, least confident items first, so skills are
+    re-learned between purchases; when the budget is spent, items below threshold are labelled
+    with their best label (the batch's money is gone, not the item's chance). Items at the
+    per-item cap, or starved, below threshold are unresolved.
+    """
+
+    name = "confidence"
+    SETTINGS = {**Policy.SETTINGS, "aggregator": "dawid_skene", "threshold": 0.95, "budget": None,
+                "initial_assignments": 2, "smoothing": 2.0, "default_skill": 0.7, "pace": 1.0}
+
+    def _configure(self) -> None:
+        self.threshold = _check_prob("threshold", self.settings["threshold"])
+        self.pace = _check_prob("pace", self.settings["pace"])
+        _check_prob("default_skill", self.settings["default_skill"])
+        for key in ("budget", "smoothing"):
+            v = self.settings[key]
+            if v is None and key == "budget":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "budget" and v == 0):
+                raise ValueError(f"setting '{key}' must be a {'positive' if key == 'budget' else 'non-negative'} "
+                                 f"number, got {v!r}")
+
+    def make_aggregator(self):
+        if self.settings["aggregator"] == "dawid_skene":
+            return _agg.get_aggregator("dawid_skene", smoothing=float(self.settings["smoothing"]),
+                                       default_skill=float(self.settings["default_skill"]))
+        return super().make_aggregator()
+
+    def decide(self, answers, items, skills=None):
+        state = _item_state(answers, items)
+        if len(answers):
+            agg = self._fit(answers, skills)
+            labels, conf = agg.labels_.to_dict(), agg.confidence_.to_dict()
+        else:
+            labels, conf = {}, {}
+        # guard against a collapsed or overconfident fit on sparse data: stop only when the
+        # chosen label also holds a strict majority of the item's raw votes
+        if len(answers):
+            a = answers.astype({"item": str, "label": str})
+            votes = a.groupby(["item", "label"]).size()
+            n_item = a.groupby("item").size()
+            support = {i: votes.get((i, lab), 0) / n_item[i] for i, lab in labels.items()}
+        else:
+            support = {}
+        out = {}
+        wanting = []
+        for item, row in state.iterrows():  # per item, not per answer
+            lab, c = labels.get(item), float(conf.get(item, 0.0))
+            if row["open"]:
+                out[item] = Decision("wait", lab, c)
+            elif lab is not None and c >= self.threshold and support.get(item, 0.0) > 0.5:
+                out[item] = Decision("label", lab, c)
+            elif row["starved"] or row["bought"] >= self.max_assignments:
+                out[item] = Decision("unresolved", lab, c)
+            else:
+                wanting.append((c, item, lab))
+        wanting.sort()  # least confident first; ties by item id, so the order is deterministic
+        allowed, budget_out = len(wanting), False
+        if self.settings["budget"] is not None:
+            # money committed: answers received, plus assignments outstanding on open HITs
+            spent = int(np.where(state["open"], np.maximum(state["bought"], state["n"]), state["n"]).sum())
+            remaining = int(self.settings["budget"] * len(state)) - spent
+            budget_out = remaining <= 0
+            allowed = max(0, min(allowed, int(np.ceil(self.pace * remaining))))
+        for rank, (c, item, lab) in enumerate(wanting):
+            if rank < allowed:
+                out[item] = Decision("extend", lab, c, 1)
+            elif budget_out and lab is not None:
+                out[item] = Decision("label", lab, c)
+            else:
+                # not bought this call (pacing): nothing outstanding, so no "wait"; a later call
+                # may still buy it, so for now it is unresolved
+                out[item] = Decision("unresolved", lab, c)
+        return out
+
+
+class AdaptivePolicy(ConfidencePolicy):
+    """The default: the confidence rule under a batch budget, paced, least confident first.
+
+    Defaults chosen on the replay benchmark (one setting for every dataset): threshold 0.99,
+    budget 4 answers/item on average (up to 9 on any one item), pace 0.25 (at most a quarter of
+    the remaining budget per call, so ~25 rounds).
+    """
+
+    name = "adaptive"
+    SETTINGS = {**ConfidencePolicy.SETTINGS, "threshold": 0.99, "budget": 4.0, "pace": 0.25}

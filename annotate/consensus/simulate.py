@@ -1,0 +1,104 @@
+"""Offline replay of a crowd dataset against a stopping policy, mirroring the harvester's loop.
+
+Each item's recorded answers are shuffled with a per-item seeded RNG, so an item's answer order
+depends only on (seed, item's index in sorted item order) and not on the policy. Every item first
+gets `initial_assignments` answers; then rounds: the policy decides on the whole batch (all HITs
+closed, open=False, once their answers are in), "extend" items get `extend_by` more, until no
+item extends. When an item's recorded answers run out, the extra assignments stay unfilled, as a
+live HIT would expire with fewer answers: `bought` keeps counting them (so the policy sees the item
+as starved and stops extending it) but only answers received are paid for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+
+from ..fees import assignment_cost
+
+REWARD = Decimal("0.05")
+
+
+@dataclass
+class ReplayResult:
+    policy: str
+    seed: int
+    items: int
+    accuracy: float
+    unresolved: int  # final decision "unresolved" (label still scored as the current best)
+    starved: int  # items that wanted more answers than the dataset holds
+    answers_per_item: float  # answers received (= paid) per item
+    available_per_item: float
+    fraction_bought: float  # answers received / answers the dataset holds
+    cost: Decimal  # USD, reward + MTurk fee at the policy's max_assignments tier
+    rounds: int
+    labels: pd.DataFrame = field(repr=False, default=None)  # item, label, confidence, action, answers
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.pop("labels")
+        d["cost"] = str(self.cost)
+        return d
+
+
+def shuffled_answers(answers: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Answers with a per-item draw order `pos` (0 first), from rng([seed, item index])."""
+    a = answers[["item", "worker", "label"]].astype(str).reset_index(drop=True)
+    items = np.sort(a["item"].unique())
+    idx = pd.Series(np.arange(len(items)), index=items)
+    a["item_idx"] = idx.reindex(a["item"]).to_numpy()
+    a = a.sort_values(["item_idx", "worker"], kind="stable").reset_index(drop=True)
+    # one key per answer drawn from the item's own generator; loop is per item, not per answer
+    keys = np.empty(len(a))
+    starts = np.flatnonzero(np.r_[True, np.diff(a["item_idx"].to_numpy()) != 0])
+    ends = np.r_[starts[1:], len(a)]
+    for s, e, i in zip(starts, ends, a["item_idx"].to_numpy()[starts]):
+        keys[s:e] = np.random.default_rng([seed, int(i)]).random(e - s)
+    a["key"] = keys
+    a = a.sort_values(["item_idx", "key"], kind="stable")
+    a["pos"] = a.groupby("item_idx").cumcount()
+    return a.drop(columns=["key"]).reset_index(drop=True)
+
+
+def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, seed: int = 0,
+           skills: pd.Series | None = None, max_rounds: int = 1000) -> ReplayResult:
+    """Replay `answers` against `policy`; `truth` (item, label) is used only to score at the end."""
+    pool = shuffled_answers(answers, seed)
+    items = np.sort(pool["item"].unique())
+    available = pool.groupby("item").size().reindex(items).to_numpy()
+    bought = pd.Series(policy.initial_assignments, index=items, dtype=int)
+    rounds = 0
+    while True:
+        got = pool[pool["pos"].to_numpy() < bought.reindex(pool["item"]).to_numpy()]
+        state = pd.DataFrame({"item": items, "bought": bought.to_numpy(), "open": False})
+        decisions = policy.decide(got[["item", "worker", "label"]], state, skills)
+        rounds += 1
+        extend = {i: d.extend_by for i, d in decisions.items() if d.action == "extend"}
+        if not extend or rounds >= max_rounds:
+            break
+        for item, by in extend.items():
+            bought[item] = min(bought[item] + by, policy.max_assignments)
+    received = np.minimum(bought.to_numpy(), available)
+    final = pd.DataFrame({
+        "item": items,
+        "label": [decisions[i].label for i in items],
+        "confidence": [decisions[i].confidence for i in items],
+        "action": [decisions[i].action for i in items],
+        "answers": received,
+    })
+    accuracy = float("nan")
+    if truth is not None:
+        t = truth.astype(str).set_index("item")["label"].reindex(items)
+        accuracy = float((final["label"].to_numpy() == t.to_numpy()).mean())
+    n = int(received.sum())
+    per = assignment_cost(REWARD, policy.max_assignments)
+    return ReplayResult(
+        policy=repr(policy), seed=seed, items=len(items), accuracy=accuracy,
+        unresolved=int((final["action"] == "unresolved").sum()),
+        starved=int((bought.to_numpy() > available).sum()),
+        answers_per_item=n / len(items), available_per_item=float(available.mean()),
+        fraction_bought=n / float(available.sum()), cost=per * n, rounds=rounds, labels=final,
+    )

@@ -1,0 +1,131 @@
+"""The end-to-end demo on the local target: post → simulated crowd → harvest → export (→ train).
+
+It runs in its own folder (`<workdir>/annotate-demo/`), started afresh each time, with the
+embedded marketplace and a simulated crowd in this process. The crowd works through the
+marketplace's worker pages over HTTP, learning each item's true label only from the batch's
+hidden gold column; annotate itself talks to the marketplace with boto3, as it would to MTurk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from annotate.config import load_batch
+from annotate.errors import UserError
+from annotate.export import export_batch
+from annotate.fees import format_money
+from annotate.harvest import harvest
+from annotate.post import post_batch
+from annotate.store import Store
+from annotate.workspace import Workspace
+
+EXAMPLES = ("digits", "iris")
+
+
+@dataclass
+class CrowdSettings:
+    workers: int = 25
+    accuracy: tuple[float, float] = (0.75, 0.97)
+    spammer_share: float = 0.1
+
+
+def examples_dir() -> Path:
+    return Path(str(resources.files("annotate.examples")))
+
+
+def available_examples() -> list[str]:
+    root = examples_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "batch.toml").is_file())
+
+
+def run_demo(
+    example: str = "digits",
+    workdir: str | Path = ".",
+    *,
+    seed: int = 0,
+    crowd: CrowdSettings | None = None,
+    train: bool = True,
+    timeout: float = 600.0,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    from annotate.marketplace import MarketplaceServer
+    from annotate.marketplace.crowd import SimulatedCrowd
+
+    if example not in available_examples():
+        raise UserError(f"unknown example {example!r} (available: {', '.join(available_examples())})", field="--example")
+    crowd = crowd or CrowdSettings()
+    root = Path(workdir).resolve() / "annotate-demo"
+    if root.exists():
+        shutil.rmtree(root)  # the demo's own folder: every run starts clean
+    batch_dir = root / example
+    shutil.copytree(examples_dir() / example, batch_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    ws = Workspace(root / ".annotate").ensure()
+    batch = load_batch(batch_dir)
+    started = time.monotonic()
+
+    with MarketplaceServer(ws.marketplace_db) as server:
+        workers = SimulatedCrowd(server.url, batch.gold_annotations(), workers=crowd.workers,
+                                 accuracy=crowd.accuracy, spammer_share=crowd.spammer_share, seed=seed)
+        posted = post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False,
+                            progress=(lambda n, t: on_progress("post", n, t)) if on_progress else None)
+        workers.start(interval=0.02)
+        try:
+            while True:
+                [result] = harvest(ws, [batch.name], endpoint_url=server.url)
+                if on_progress:
+                    on_progress("harvest", result.decided, result.items)
+                if result.done:
+                    break
+                if time.monotonic() - started > timeout:
+                    raise RuntimeError(f"the demo did not finish in {timeout:.0f} s "
+                                       f"({result.decided}/{result.items} items decided)")
+                time.sleep(0.1)
+        finally:
+            workers.stop()
+    harvest_seconds = time.monotonic() - started
+
+    exported = export_batch(ws, batch.name, root / "exports", split=0.8, seed=seed)
+    store = Store(ws.store_path)
+    labels = store.labels(batch.name)
+    gold = {i.id: i.gold for i in batch.items}
+    labelled = {k: v for k, v in labels.items() if v["status"] == "labelled"}
+    correct = sum(1 for k, v in labelled.items() if gold.get(k) is not None and v["label"] == gold[k])
+    scored = sum(1 for k in labelled if gold.get(k) is not None)
+    money = store.money(batch.name)
+    counts = store.assignment_counts(batch.name)
+    summary = {
+        "example": example,
+        "batch": batch.name,
+        "workdir": str(root),
+        "home": str(ws.home),
+        "items": len(batch.items),
+        "labelled": len(labelled),
+        "unresolved": sum(1 for v in labels.values() if v["status"] == "unresolved"),
+        "accuracy": round(correct / scored, 4) if scored else None,
+        "assignments": sum(counts.values()),
+        "answers_per_item": round(sum(counts.values()) / len(batch.items), 3),
+        "cost_usd": format_money(money["spent"] + money["committed"]),
+        "manifest": str(exported.manifest),
+        "csv": str(exported.csv),
+        "train_manifest": str(exported.train_manifest),
+        "validation_manifest": str(exported.validation_manifest),
+        "hits_created": posted.created,
+        "api_calls": store.api_calls(batch.name),
+        "seconds": round(harvest_seconds, 2),
+    }
+    if train:
+        summary.update(_train(ws, batch.name, exported))
+    return summary
+
+
+def _train(ws: Workspace, batch_name: str, exported) -> dict:
+    """Train the local scikit-learn model on the export, as `annotate train --target local` does."""
+    from annotate.sagemaker.local import train_local_from_export
+
+    trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn")
+    return {"model_accuracy": trained.metrics.get("validation_accuracy"), "model_artifact": str(trained.model_artifact)}

@@ -1,0 +1,164 @@
+"""Exports of a batch's consensus labels: Ground Truth augmented manifest and CSV, with a
+stratified train/validation split.
+
+Manifest lines follow Ground Truth's image/text classification output:
+    {"source-ref": "s3://…/1.png", "<attr>": 3,
+     "<attr>-metadata": {"class-name": "3", "confidence": 0.97, "type": "groundtruth/image-classification",
+                         "job-name": "labeling-job/<batch>", "human-annotated": "yes",
+                         "creation-date": "2026-11-21T16:00:00.000000"}}
+An item without `source-ref`/`source` columns gets `source` = its input columns as JSON.
+Files are written whole (temp file + rename), so a crash never leaves half a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from annotate.errors import UserError
+from annotate.store import Store
+from annotate.workspace import Workspace
+
+FORMATS = ("manifest", "csv")
+
+
+@dataclass
+class ExportResult:
+    batch: str
+    label_attribute: str
+    labels: list[str]
+    n_items: int
+    manifest: Path | None = None
+    csv: Path | None = None
+    train_manifest: Path | None = None
+    validation_manifest: Path | None = None
+    train_csv: Path | None = None
+    validation_csv: Path | None = None
+    n_train: int = 0
+    n_validation: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def labelled_frame(store: Store, batch_name: str) -> tuple[dict, pd.DataFrame]:
+    """One row per labelled item: id, input columns (minus gold), label, label_index, confidence, answers."""
+    batch = store.get_batch(batch_name)
+    if batch is None:
+        raise UserError(f"no batch named {batch_name!r} (known: {', '.join(store.batch_names()) or 'none'})")
+    labels = store.labels(batch_name)
+    index = {name: i for i, name in enumerate(batch["labels"])}
+    rows = []
+    for item in store.items(batch_name):
+        decided = labels.get(item["item_id"])
+        if not decided or decided["status"] != "labelled" or decided["label"] is None:
+            continue
+        data = json.loads(item["data"])
+        row = {"id": item["item_id"], **{k: v for k, v in data.items() if k != "id"}}
+        row.update(label=decided["label"], label_index=index[decided["label"]],
+                   confidence=round(float(decided["confidence"] or 0.0), 4), answers=int(decided["answers"] or 0),
+                   _decided_at=decided["decided_at"])
+        rows.append(row)
+    return batch, pd.DataFrame(rows)
+
+
+def manifest_line(batch: dict, row: dict, data_columns: list[str]) -> dict:
+    attr = batch["label_attribute"]
+    line: dict = {}
+    if row.get("source-ref") not in (None, ""):
+        ref = str(row["source-ref"])
+        if "://" not in ref and not os.path.isabs(ref):
+            ref = str(Path(batch["dir"]) / ref)  # local media: make the path usable from anywhere
+        line["source-ref"] = ref
+    elif row.get("source") not in (None, ""):
+        line["source"] = str(row["source"])
+    else:
+        line["source"] = json.dumps({k: row[k] for k in data_columns}, sort_keys=True, default=str)
+    line[attr] = int(row["label_index"])
+    line[f"{attr}-metadata"] = {
+        "class-name": row["label"],
+        "confidence": round(float(row["confidence"]), 2),
+        "type": f"groundtruth/{batch['task_type']}",
+        "job-name": f"labeling-job/{batch['name']}",
+        "human-annotated": "yes",
+        "creation-date": _gt_date(row.get("_decided_at")),
+    }
+    return line
+
+
+def _gt_date(iso: str | None) -> str:
+    """Ground Truth writes creation-date as naive UTC with microseconds."""
+    when = datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else datetime.utcnow()
+    return when.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def split_frame(frame: pd.DataFrame, split: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified by label when every label has at least two items, else a plain seeded split."""
+    if len(frame) < 2:
+        return frame, frame.iloc[0:0]
+    counts = frame["label"].value_counts()
+    n_val = max(1, round(len(frame) * (1 - split)))
+    stratify = frame["label"] if counts.min() >= 2 and n_val >= len(counts) and len(frame) - n_val >= len(counts) else None
+    train, val = train_test_split(frame, test_size=n_val, random_state=seed, stratify=stratify)
+    return train.sort_index(), val.sort_index()
+
+
+def export_batch(
+    ws: Workspace,
+    batch_name: str,
+    out_dir: str | Path,
+    formats: tuple[str, ...] | list[str] = FORMATS,
+    split: float | None = 0.8,
+    seed: int = 0,
+) -> ExportResult:
+    for f in formats:
+        if f not in FORMATS:
+            raise UserError(f"unknown export format {f!r} (use {', '.join(FORMATS)})", field="--format")
+    if split is not None and not 0 < split < 1:
+        raise UserError(f"--split is the training share, between 0 and 1 (got {split})", field="--split")
+    store = Store(ws.store_path)
+    batch, frame = labelled_frame(store, batch_name)
+    if frame.empty:
+        raise UserError(f"batch {batch_name!r} has no labelled items yet (run `annotate harvest`)")
+    out = Path(out_dir)
+    result = ExportResult(batch=batch_name, label_attribute=batch["label_attribute"], labels=list(batch["labels"]),
+                          n_items=len(frame))
+    data_columns = [c for c in frame.columns if c not in ("id", "label", "label_index", "confidence", "answers", "_decided_at")]
+    parts = {"": frame}
+    if split is not None:
+        train, val = split_frame(frame, split, seed)
+        parts.update({"train": train, "validation": val})
+        result.n_train, result.n_validation = len(train), len(val)
+    for part, df in parts.items():
+        stem = part or batch_name
+        if "manifest" in formats:
+            text = "".join(json.dumps(manifest_line(batch, r, data_columns), ensure_ascii=False) + "\n"
+                           for r in df.to_dict("records"))
+            path = out / f"{stem}.manifest"
+            _write_atomic(path, text)
+            setattr(result, f"{part}_manifest" if part else "manifest", path)
+            result.files.append(path)
+        if "csv" in formats:
+            path = out / f"{stem}.csv"
+            _write_atomic(path, df.drop(columns=["_decided_at"]).to_csv(index=False))
+            setattr(result, f"{part}_csv" if part else "csv", path)
+            result.files.append(path)
+    return result

@@ -1,0 +1,418 @@
+"""Simulated workers: they do HITs through HTTP, like people with a browser.
+
+A worker lists the HITs (the JSON listing), accepts one, fetches the task page, parses its
+`<form>` with html.parser, fills the hidden `assignmentId` input (as the page's JavaScript
+would), answers, and posts the form to its action, resolved against the task page's URL.
+
+The crowd learns an item's true label only from `gold` (RequesterAnnotation -> true answer),
+never from the HIT. Each worker has an accuracy drawn from `accuracy`; spammers answer uniformly
+at random. The answer field is the radio group or select whose option values include the gold
+label. Multi-label checkbox groups: gold is a JSON list ('["a", "b"]') or a comma-separated
+string ("a,b") of the values to tick. Free text: the first visible text input or textarea gets
+the gold string, or a perturbed copy of it when the worker errs.
+
+Deterministic given the seed and the order of HITs (the listing is oldest first).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import string
+import threading
+import urllib.request
+from html.parser import HTMLParser
+from typing import Any, Mapping
+from urllib.parse import urlencode, urljoin, urlsplit
+
+TEXT_TYPES = {"text", "email", "number", "search", "tel", "url", "date", "time", "datetime-local", "month",
+              "week", "color", "range", "password"}
+
+
+class FormParser(HTMLParser):
+    """Collects every `<form>` of a page with its controls in document order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[dict[str, Any]] = []
+        self._form: dict[str, Any] | None = None
+        self._select: dict[str, Any] | None = None
+        self._option: dict[str, Any] | None = None
+        self._textarea: dict[str, Any] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v if v is not None else "") for k, v in attrs}
+        if tag == "form":
+            self._form = {"action": a.get("action", ""), "method": (a.get("method") or "get").lower(),
+                          "controls": []}
+            self.forms.append(self._form)
+            return
+        if self._form is None or "disabled" in a:
+            return
+        controls = self._form["controls"]
+        if tag == "input":
+            kind = (a.get("type") or "text").lower()
+            name = a.get("name")
+            if not name:
+                return
+            if kind in ("radio", "checkbox"):
+                controls.append({"kind": kind, "name": name, "value": a.get("value", "on"), "checked": "checked" in a})
+            elif kind == "hidden" or kind in TEXT_TYPES:
+                controls.append({"kind": "hidden" if kind == "hidden" else "text", "name": name,
+                                 "value": a.get("value", "")})
+            elif kind == "submit":
+                controls.append({"kind": "submit", "name": name, "value": a.get("value", "Submit")})
+        elif tag == "select" and a.get("name"):
+            self._select = {"kind": "select", "name": a["name"], "options": [], "multiple": "multiple" in a}
+            controls.append(self._select)
+        elif tag == "option" and self._select is not None:
+            self._option = {"value": a.get("value"), "text": "", "selected": "selected" in a}
+            self._select["options"].append(self._option)
+        elif tag == "textarea" and a.get("name"):
+            self._textarea = {"kind": "textarea", "name": a["name"], "value": ""}
+            controls.append(self._textarea)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._form = None
+        elif tag == "select":
+            self._finish_option()
+            self._select = None
+        elif tag == "option":
+            self._finish_option()
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._option is not None:
+            self._option["text"] += data
+        elif self._textarea is not None:
+            self._textarea["value"] += data
+
+    def _finish_option(self) -> None:
+        if self._option is not None and self._option["value"] is None:
+            self._option["value"] = self._option["text"].strip()  # an option without value submits its text
+        self._option = None
+
+    def close(self) -> None:
+        super().close()
+        self._finish_option()
+
+
+def parse_forms(html: str) -> list[dict[str, Any]]:
+    parser = FormParser()
+    parser.feed(html)
+    parser.close()
+    return parser.forms
+
+
+def choice_groups(form: dict[str, Any]) -> dict[str, list[str]]:
+    """Single-choice groups (radio groups, single selects): name -> option values, in order."""
+    groups: dict[str, list[str]] = {}
+    for c in form["controls"]:
+        if c["kind"] == "radio":
+            groups.setdefault(c["name"], [])
+            if c["value"] not in groups[c["name"]]:
+                groups[c["name"]].append(c["value"])
+        elif c["kind"] == "select" and not c["multiple"]:
+            groups[c["name"]] = [o["value"] for o in c["options"]]
+    return groups
+
+
+def checkbox_groups(form: dict[str, Any]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for c in form["controls"]:
+        if c["kind"] == "checkbox":
+            groups.setdefault(c["name"], []).append(c["value"])
+    return groups
+
+
+def gold_labels(gold: str) -> list[str]:
+    """A multi-label gold value: a JSON list, or comma-separated."""
+    text = gold.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None  # not JSON after all: read it as comma-separated
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class SimulatedWorker:
+    def __init__(self, worker_id: str, accuracy: float, spammer: bool):
+        self.worker_id = worker_id
+        self.accuracy = accuracy
+        self.spammer = spammer
+
+    def __repr__(self) -> str:
+        kind = "spammer" if self.spammer else f"accuracy={self.accuracy:.2f}"
+        return f"SimulatedWorker({self.worker_id}, {kind})"
+
+
+class SimulatedCrowd:
+    def __init__(self, url: str, gold: Mapping[str, str] | None = None, workers: int = 30,
+                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0):
+        if workers < 1:
+            raise ValueError("a crowd needs at least one worker")
+        if not 0 <= spammer_share <= 1:
+            raise ValueError("spammer_share must be between 0 and 1")
+        self.url = url.rstrip("/")
+        self.gold = dict(gold or {})
+        setup = random.Random(f"crowd-{seed}")
+        alphabet = string.ascii_uppercase + string.digits
+        spammers = set(setup.sample(range(workers), round(workers * spammer_share)))
+        self.workers = [SimulatedWorker("A" + "".join(setup.choice(alphabet) for _ in range(13)),
+                                        setup.uniform(*accuracy), i in spammers) for i in range(workers)]
+        self._rng = random.Random(f"crowd-answers-{seed}")
+        self._next = 0
+        self._done: set[tuple[str, str]] = set()
+        self._blocked: set[str] = set()
+        self.submissions: list[dict[str, Any]] = []
+        split = urlsplit(self.url)
+        self._netloc = split.netloc
+        self._conn = http.client.HTTPConnection(split.hostname, split.port or 80, timeout=30)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: Exception | None = None
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One request on the kept-alive connection (reconnecting once if the server closed it)."""
+        for attempt in (1, 2):
+            try:
+                self._conn.request(method, path, body=body, headers=dict(headers or {}))
+                response = self._conn.getresponse()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                self._conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _fetch(self, method: str, url: str, fields: list[tuple[str, str]] | None = None,
+               headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes, str]:
+        """GET/POST an absolute URL; ours go over the kept-alive connection. Returns the final URL too."""
+        split = urlsplit(url)
+        body = urlencode(fields).encode("utf-8") if fields is not None else None
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        if split.netloc == self._netloc:
+            path = split.path + ("?" + split.query if split.query else "")
+            status, got, data = self._request(method, path or "/", body, hdrs)
+            return status, got, data, url
+        request = urllib.request.Request(url, data=body, headers=hdrs, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:  # an ExternalQuestion's own site
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(), response.url
+
+    # -- choosing ---------------------------------------------------------------------------
+
+    def _pick(self, hit_id: str) -> SimulatedWorker | None:
+        """The next worker (round robin, to spread work) who has not done this HIT and is not blocked."""
+        n = len(self.workers)
+        for step in range(n):
+            worker = self.workers[(self._next + step) % n]
+            if worker.worker_id in self._blocked or (worker.worker_id, hit_id) in self._done:
+                continue
+            self._next = (self._next + step + 1) % n
+            self._done.add((worker.worker_id, hit_id))
+            return worker
+        return None
+
+    def _answer(self, worker: SimulatedWorker, options: list[str], gold: str | None) -> str:
+        if gold is None or gold not in options or worker.spammer:
+            return self._rng.choice(options)
+        if self._rng.random() < worker.accuracy or len(options) == 1:
+            return gold
+        return self._rng.choice([o for o in options if o != gold])
+
+    def _perturb(self, text: str) -> str:
+        if len(text) > 1:
+            i = self._rng.randrange(len(text))
+            changed = text[:i] + text[i + 1:]
+            if changed != text:
+                return changed
+        return text + "x"
+
+    def fill(self, worker: SimulatedWorker, form: dict[str, Any], assignment_id: str,
+             gold: str | None) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        """The fields a person would submit, and what was answered (for the record)."""
+        groups = choice_groups(form)
+        target = next((name for name, values in groups.items() if gold is not None and gold in values), None)
+        if target is None and gold is None and groups:
+            target = next(iter(groups))
+        chosen = {name: self._answer(worker, values, gold) for name, values in groups.items()
+                  if name == target and values}
+        record: dict[str, Any] = {"field": target, "answer": chosen.get(target) if target else None}
+        # Multi-label checkboxes and free text, only when no single-choice field carries the gold.
+        ticks: dict[str, set[str]] = {}
+        text_answer: tuple[str, str] | None = None
+        if target is None and gold is not None:
+            labels = gold_labels(gold)
+            for name, values in checkbox_groups(form).items():
+                if labels and set(labels) <= set(values):
+                    if worker.spammer:
+                        picked = {v for v in values if self._rng.random() < 0.5}
+                    elif self._rng.random() < worker.accuracy:
+                        picked = set(labels)
+                    else:
+                        picked = set(labels) ^ {self._rng.choice(values)}
+                    ticks[name] = picked
+                    record = {"field": name, "answer": sorted(picked)}
+                    break
+            else:
+                visible = [c for c in form["controls"] if c["kind"] in ("text", "textarea")]
+                if visible:
+                    correct = not worker.spammer and self._rng.random() < worker.accuracy
+                    text_answer = (visible[0]["name"], gold if correct else self._perturb(gold))
+                    record = {"field": visible[0]["name"], "answer": text_answer[1]}
+        fields: list[tuple[str, str]] = []
+        seen_assignment = False
+        done_groups: set[str] = set()
+        submit_sent = False
+        for c in form["controls"]:
+            name = c["name"]
+            if c["kind"] == "hidden" and name == "assignmentId":
+                fields.append((name, assignment_id))  # what the page's JavaScript does
+                seen_assignment = True
+            elif c["kind"] == "hidden":
+                fields.append((name, c["value"]))
+            elif c["kind"] in ("text", "textarea"):
+                if text_answer is not None and name == text_answer[0]:
+                    fields.append((name, text_answer[1]))
+                    text_answer = None  # only the first control of that name
+                else:
+                    fields.append((name, c["value"]))
+            elif c["kind"] == "radio":
+                if name in done_groups:
+                    continue
+                if name in chosen:
+                    value = chosen[name]
+                else:
+                    checked = [r["value"] for r in form["controls"] if r["kind"] == "radio" and r["name"] == name
+                               and r["checked"]]
+                    value = checked[-1] if checked else self._rng.choice(groups[name])
+                fields.append((name, value))
+                done_groups.add(name)
+            elif c["kind"] == "select":
+                if name in chosen:
+                    fields.append((name, chosen[name]))
+                else:
+                    selected = [o["value"] for o in c["options"] if o["selected"]]
+                    if not c["multiple"] and not selected and c["options"]:
+                        selected = [c["options"][0]["value"]]  # a browser submits the first option
+                    fields.extend((name, v) for v in selected)
+            elif c["kind"] == "checkbox":
+                on = c["value"] in ticks[name] if name in ticks else c["checked"]
+                if on:
+                    fields.append((name, c["value"]))
+            elif c["kind"] == "submit" and not submit_sent:
+                fields.append((name, c["value"]))
+                submit_sent = True
+        if not seen_assignment:
+            # The page has no assignmentId input for its script to fill; MTurk needs one.
+            fields.insert(0, ("assignmentId", assignment_id))
+        return fields, record
+
+    # -- doing HITs -------------------------------------------------------------------------
+
+    def _do(self, worker: SimulatedWorker, hit: dict[str, Any]) -> str:
+        """Accept, read, answer and submit one assignment. Returns "submitted", or why not."""
+        form_body = urlencode({"hitId": hit["hitId"], "workerId": worker.worker_id}).encode()
+        status, headers, body = self._request("POST", "/worker/accept", form_body,
+                                              {"Content-Type": "application/x-www-form-urlencoded",
+                                               "Accept": "application/json"})
+        if status != 303:
+            return json.loads(body).get("error", f"HTTP {status}")
+        task_url = urljoin(self.url + "/", headers["location"])
+        status, headers, page, task_url = self._fetch("GET", task_url)
+        while status in (301, 302, 303, 307) and "location" in headers:  # ExternalQuestion
+            task_url = urljoin(task_url, headers["location"])
+            status, headers, page, task_url = self._fetch("GET", task_url)
+        if status != 200:
+            raise RuntimeError(f"task page {task_url} answered HTTP {status}")
+        forms = parse_forms(page.decode("utf-8", errors="replace"))
+        if not forms:
+            raise RuntimeError(f"task page {task_url} has no <form>")
+        form = next((f for f in forms if any(c["name"] == "assignmentId" for c in f["controls"])), forms[0])
+        accepted = json.loads(body)
+        gold = self.gold.get(hit.get("requesterAnnotation") or "")
+        fields, record = self.fill(worker, form, accepted["assignmentId"], gold)
+        action = urljoin(task_url, form["action"] or task_url)
+        if urlsplit(action).netloc != self._netloc and urlsplit(action).path.endswith("/mturk/externalSubmit"):
+            # Pages usually aim the form at turkSubmitTo from script; we cannot run script.
+            action = self.url + "/mturk/externalSubmit"
+        method = "POST" if form["method"] == "post" else "GET"
+        if method == "GET":
+            action = action.split("?")[0] + "?" + urlencode(fields)
+        status, _, _, _ = self._fetch(method, action, fields if method == "POST" else None,
+                                      {"Accept": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"submitting to {action} answered HTTP {status}")
+        self.submissions.append({"worker_id": worker.worker_id, "hit_id": hit["hitId"],
+                                 "assignment_id": accepted["assignmentId"], "gold": gold, **record,
+                                 "correct": None if gold is None else record["answer"] == gold})
+        return "submitted"
+
+    def work(self, limit: int | None = None) -> int:
+        """One pass: take every assignment slot available now and submit. Returns how many."""
+        with self._lock:
+            status, _, body = self._request("GET", "/worker/?format=json", headers={"Accept": "application/json"})
+            if status != 200:
+                raise RuntimeError(f"HIT listing answered HTTP {status}")
+            submitted = 0
+            for hit in json.loads(body)["hits"]:
+                for _ in range(hit["assignmentsAvailable"]):
+                    if limit is not None and submitted >= limit:
+                        return submitted
+                    outcome = None
+                    while True:
+                        worker = self._pick(hit["hitId"])
+                        if worker is None:
+                            break
+                        outcome = self._do(worker, hit)
+                        if outcome == "WorkerBlocked":
+                            self._blocked.add(worker.worker_id)
+                            continue
+                        if outcome == "AlreadyWorkedOn":
+                            continue
+                        break
+                    if outcome == "submitted":
+                        submitted += 1
+                    else:
+                        break  # no worker left for this HIT, or no slot left
+            return submitted
+
+    def start(self, interval: float = 0.05) -> "SimulatedCrowd":
+        """Keep working in a background thread until stop()."""
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.work()
+                except Exception as exc:  # keep it for stop() to raise in the caller's thread
+                    self.error = exc
+                    return
+                self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=loop, name="simulated-crowd", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._conn.close()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise RuntimeError(f"the simulated crowd failed: {error}") from error

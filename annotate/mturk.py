@@ -1,0 +1,142 @@
+"""The boto3 MTurk client for a target, with retries and a per-operation call count.
+
+The same boto3 code runs against every target: `local` starts the embedded marketplace
+(over HTTP, on its own SQLite file in the project home), `sandbox` and `production` are
+MTurk's real endpoints in us-east-1 with the standard AWS credential chain.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from botocore import xform_name
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from annotate.errors import UserError
+from annotate.workspace import Workspace
+
+REGION = "us-east-1"  # MTurk exists only there
+ENDPOINTS = {
+    "sandbox": "https://mturk-requester-sandbox.us-east-1.amazonaws.com",
+    "production": "https://mturk-requester.us-east-1.amazonaws.com",
+}
+TARGETS = ("local", "sandbox", "production")
+RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", "InternalFailure",
+                   "RequestTimeout", "RequestTimeoutException", "TooManyRequestsException"}
+HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
+_HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The MTurk error: TurkErrorCode when there is one, else the AWS error code."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        resp = exc.response
+        return resp.get("TurkErrorCode") or resp.get("Error", {}).get("TurkErrorCode") or resp.get("Error", {}).get("Code")
+    return None
+
+
+def aws_code(exc: BaseException) -> str | None:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def existing_hit_id(exc: BaseException) -> str | None:
+    """The HIT id MTurk names when a UniqueRequestToken was used before (HitAlreadyExists)."""
+    if error_code(exc) != HIT_ALREADY_EXISTS:
+        return None
+    m = _HIT_ID_IN_MESSAGE.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return m.group(1) if m else None
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return aws_code(exc) in RETRYABLE_CODES or status >= 500
+    # The connection dropped or timed out: the call may or may not have happened, so only
+    # operations made safe to repeat (tokens, status checks) are retried — which is all of ours.
+    return isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError))
+
+
+class MTurk:
+    """A thin wrapper: `mturk.call("CreateHIT", ...)` retries throttling/5xx and counts calls."""
+
+    def __init__(self, client, target: str, endpoint_url: str | None, attempts: int = 8, max_wait: float = 20.0):
+        self.client = client
+        self.target = target
+        self.endpoint_url = endpoint_url
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._retrying = retry(
+            retry=retry_if_exception(_retryable),
+            wait=wait_random_exponential(multiplier=0.05, max=max_wait),
+            stop=stop_after_attempt(attempts),
+            reraise=True,
+        )
+        client.meta.events.register("before-call.mturk.*", self._count)
+
+    def _count(self, model, **_: Any) -> None:
+        with self._lock:
+            self.calls[model.name] += 1
+
+    def call(self, operation: str, **params: Any) -> dict:
+        method = getattr(self.client, xform_name(operation))
+        return self._retrying(method)(**params)
+
+    def pages(self, operation: str, key: str, **params: Any) -> Iterator[dict]:
+        """Every element of a paged list call, following NextToken."""
+        token = None
+        while True:
+            page = self.call(operation, **params, **({"NextToken": token} if token else {}))
+            yield from page.get(key, [])
+            token = page.get("NextToken")
+            if not token or not page.get(key):
+                return
+
+    def take_calls(self) -> dict[str, int]:
+        with self._lock:
+            out = dict(self.calls)
+            self.calls.clear()
+        return out
+
+
+def _client(endpoint_url: str, fake_credentials: bool):
+    config = botocore.config.Config(
+        retries={"max_attempts": 1, "mode": "standard"},  # tenacity does the retrying, in one place
+        connect_timeout=10, read_timeout=60, max_pool_connections=32)
+    kwargs: dict[str, Any] = {"region_name": REGION, "endpoint_url": endpoint_url, "config": config}
+    if fake_credentials:
+        # The embedded marketplace accepts any signature; never send real keys to it.
+        kwargs.update(aws_access_key_id="annotate-local", aws_secret_access_key="annotate-local")
+        return boto3.session.Session().client("mturk", **kwargs)
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        raise UserError("no AWS credentials found for MTurk (set a profile with AWS_PROFILE, or "
+                        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    return session.client("mturk", **kwargs)
+
+
+@contextmanager
+def connect(ws: Workspace, target: str = "local", endpoint_url: str | None = None) -> Iterator[MTurk]:
+    """An MTurk connection for a target; for `local` without an endpoint, the embedded marketplace runs
+    in this process for the duration, on the project's marketplace database."""
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r} (use local, sandbox or production)")
+    if endpoint_url:
+        yield MTurk(_client(endpoint_url, fake_credentials=target == "local"), target, endpoint_url)
+        return
+    if target == "local":
+        from annotate.marketplace import MarketplaceServer
+
+        ws.ensure()
+        with MarketplaceServer(ws.marketplace_db) as server:
+            yield MTurk(_client(server.url, fake_credentials=True), target, server.url)
+        return
+    yield MTurk(_client(ENDPOINTS[target], fake_credentials=False), target, ENDPOINTS[target])

@@ -1,0 +1,51 @@
+"""What a batch stands at: items, assignments, money, API calls."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from annotate.errors import UserError
+from annotate.fees import format_money
+from annotate.store import Store
+from annotate.workspace import Workspace
+
+
+def batch_status(store: Store, name: str) -> dict:
+    batch = store.get_batch(name)
+    if batch is None:
+        raise UserError(f"no batch named {name!r} (known: {', '.join(store.batch_names()) or 'none'})")
+    items = len(store.item_ids(name))
+    hits = store.hits(name)
+    labels = store.labels(name)
+    labelled = sum(1 for r in labels.values() if r["status"] == "labelled")
+    unresolved = sum(1 for r in labels.values() if r["status"] == "unresolved")
+    posted = sum(1 for h in hits if h["hit_id"])
+    counts = store.assignment_counts(name)
+    quarantined = store.db["assignments"].count_where("batch = ? and quarantine is not null", [name])
+    money = store.money(name)
+    bought = sum(h["max_assignments"] for h in hits if h["hit_id"])
+    budget = Decimal(batch["budget_usd"]) if batch.get("budget_usd") else None
+    return {
+        "batch": name,
+        "target": batch["target"],
+        "hit_type_id": batch["hit_type_id"],
+        "items": items,
+        "posted": posted,
+        "labelled": labelled,
+        "unresolved": unresolved,
+        "pending": items - labelled - unresolved,
+        "assignments_bought": bought,
+        "assignments": sum(counts.values()),
+        "assignments_by_status": counts,
+        "quarantined": quarantined,
+        "spent_usd": format_money(money["spent"]),
+        "committed_usd": format_money(money["committed"]),
+        "budget_usd": format_money(budget) if budget is not None else None,
+        "api_calls": store.api_calls(name),
+    }
+
+
+def status(ws: Workspace, name: str | None = None) -> list[dict]:
+    store = Store(ws.store_path)
+    names = [name] if name else store.batch_names()
+    return [batch_status(store, n) for n in names]

@@ -1,0 +1,302 @@
+"""The store: one SQLite file (via sqlite-utils), one schema, every query.
+
+Side effects are recorded as intent before the call and as result after it, so any
+crash resumes: a HIT is posted under a UniqueRequestToken recorded first; an answer is
+stored before its assignment is approved; an extension is recorded before it is bought.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+SCHEMA = {
+    "batches": dict(
+        columns={"name": str, "uid": str, "dir": str, "target": str, "endpoint_url": str, "hit_type_id": str,
+                 "task_type": str, "label_attribute": str, "labels": str, "answer_field": str, "reward": str,
+                 "masters": int, "budget_usd": str, "policy": str, "config": str, "created_at": str, "posted_at": str},
+        pk="name"),
+    "items": dict(
+        columns={"batch": str, "item_id": str, "position": int, "line": int, "data": str, "gold": str},
+        pk=("batch", "item_id")),
+    # One row per HIT we intend to create; hit_id is filled in once MTurk has answered.
+    "hits": dict(
+        columns={"token": str, "batch": str, "item_id": str, "hit_id": str, "max_assignments": int,
+                 "status": str, "hit_status": str, "created_at": str, "reviewed": int},
+        pk="token"),
+    "assignments": dict(
+        columns={"assignment_id": str, "hit_id": str, "batch": str, "item_id": str, "worker_id": str,
+                 "status": str, "accept_time": str, "submit_time": str, "answer_xml": str, "answer": str,
+                 "label": str, "quarantine": str, "stored_at": str, "approved_at": str},
+        pk="assignment_id"),
+    "answers": dict(
+        columns={"assignment_id": str, "field": str, "value": str},
+        pk=("assignment_id", "field")),
+    "extensions": dict(
+        columns={"token": str, "batch": str, "item_id": str, "hit_id": str, "round": int, "added": int, "max_after": int,
+                 "state": str, "created_at": str, "done_at": str},
+        pk="token"),
+    "labels": dict(
+        columns={"batch": str, "item_id": str, "status": str, "label": str, "confidence": float,
+                 "votes": str, "answers": int, "decided_at": str},
+        pk=("batch", "item_id")),
+    "workers": dict(
+        columns={"worker_id": str, "answers": int, "agreed": int, "skill": float, "blocked": int,
+                 "block_reason": str, "updated_at": str},
+        pk="worker_id"),
+    # A worker's skill as learned in one batch; a batch's prior is what the others taught.
+    "batch_workers": dict(
+        columns={"batch": str, "worker_id": str, "answers": int, "skill": float, "updated_at": str},
+        pk=("batch", "worker_id")),
+    "events": dict(
+        columns={"id": int, "at": str, "batch": str, "kind": str, "detail": str},
+        pk="id"),
+    "api_calls": dict(
+        columns={"batch": str, "operation": str, "calls": int},
+        pk=("batch", "operation")),
+}
+INDEXES = [
+    ("hits", ["batch", "item_id"]),
+    ("hits", ["hit_id"]),
+    ("assignments", ["batch", "item_id"]),
+    ("assignments", ["hit_id"]),
+    ("extensions", ["batch", "hit_id"]),
+]
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(str(self.path))
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        for name, spec in SCHEMA.items():
+            if not self.db[name].exists():
+                self.db[name].create(spec["columns"], pk=spec["pk"], not_null=None, if_not_exists=True)
+        for table, cols in INDEXES:
+            self.db[table].create_index(cols, if_not_exists=True)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing writes: nothing half-written if anything inside fails."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---------------------------------------------------------------- batches and items
+    def get_batch(self, name: str) -> dict | None:
+        rows = list(self.db.query("select * from batches where name = ?", [name]))
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row["labels"] = json.loads(row["labels"])
+        row["config"] = json.loads(row["config"])
+        return row
+
+    def batch_names(self) -> list[str]:
+        return [r["name"] for r in self.db.query("select name from batches order by created_at, name")]
+
+    def add_batch(self, row: dict, items: Iterable[dict]) -> None:
+        row = dict(row)
+        row["labels"] = _json(row["labels"])
+        row["config"] = _json(row["config"])
+        self.db["batches"].insert(row, pk="name")
+        self.db["items"].insert_all(items, pk=("batch", "item_id"), batch_size=1000)
+
+    def update_batch(self, name: str, **values: Any) -> None:
+        self.db["batches"].update(name, values)
+
+    def items(self, batch: str) -> list[dict]:
+        return [dict(r) for r in self.db.query("select * from items where batch = ? order by position", [batch])]
+
+    def item_ids(self, batch: str) -> list[str]:
+        return [r["item_id"] for r in self.db.query("select item_id from items where batch = ? order by position", [batch])]
+
+    # ---------------------------------------------------------------- HITs
+    def record_hit_intents(self, rows: list[dict]) -> None:
+        self.db["hits"].insert_all(rows, pk="token", ignore=True, batch_size=1000)
+
+    def hits(self, batch: str, *, created: bool | None = None) -> list[dict]:
+        sql = "select * from hits where batch = ?"
+        if created is True:
+            sql += " and hit_id is not null"
+        elif created is False:
+            sql += " and hit_id is null"
+        return [dict(r) for r in self.db.query(sql + " order by rowid", [batch])]
+
+    def hit_created(self, token: str, hit_id: str, hit_status: str = "Assignable") -> None:
+        self.db["hits"].update(token, {"hit_id": hit_id, "status": "created", "hit_status": hit_status, "created_at": utcnow()})
+
+    def hits_by_id(self, batch: str) -> dict[str, dict]:
+        return {r["hit_id"]: r for r in self.hits(batch, created=True)}
+
+    def set_hit_fields(self, hit_id: str, **values: Any) -> None:
+        self.db.execute(
+            "update hits set " + ", ".join(f"{k} = ?" for k in values) + " where hit_id = ?",
+            [*values.values(), hit_id])
+
+    # ---------------------------------------------------------------- assignments and answers
+    def known_assignments(self, hit_id: str) -> dict[str, str]:
+        return {r["assignment_id"]: r["status"] for r in
+                self.db.query("select assignment_id, status from assignments where hit_id = ?", [hit_id])}
+
+    def store_assignment(self, row: dict, fields: dict[str, str]) -> None:
+        """The raw and parsed answer, in one transaction, before anything acts on it."""
+        with self.transaction():
+            self.db["assignments"].insert(row, pk="assignment_id", replace=True)
+            self.db["answers"].insert_all(
+                [{"assignment_id": row["assignment_id"], "field": k, "value": v} for k, v in fields.items()],
+                pk=("assignment_id", "field"), replace=True)
+
+    def set_assignment_status(self, assignment_id: str, status: str) -> None:
+        values = {"status": status}
+        if status == "Approved":
+            values["approved_at"] = utcnow()
+        self.db["assignments"].update(assignment_id, values)
+
+    def answers(self, batch: str) -> list[dict]:
+        """Usable answers: (item, worker, label) for approved/submitted, unquarantined assignments."""
+        return [dict(r) for r in self.db.query(
+            "select item_id as item, worker_id as worker, label from assignments "
+            "where batch = ? and label is not null and quarantine is null and status != 'Rejected' "
+            "order by submit_time, assignment_id", [batch])]
+
+    def quarantined_by_item(self, batch: str) -> dict[str, int]:
+        return {r["item_id"]: r["n"] for r in self.db.query(
+            "select item_id, count(*) as n from assignments where batch = ? and quarantine is not null "
+            "group by item_id", [batch])}
+
+    def assignment_counts(self, batch: str) -> dict[str, int]:
+        return {r["status"]: r["n"] for r in self.db.query(
+            "select status, count(*) as n from assignments where batch = ? group by status", [batch])}
+
+    # ---------------------------------------------------------------- extensions
+    def record_extension_intent(self, row: dict) -> bool:
+        """False if this extension (same token) was already recorded."""
+        before = self.db["extensions"].count_where("token = ?", [row["token"]])
+        if before:
+            return False
+        self.db["extensions"].insert(row, pk="token")
+        return True
+
+    def extension_done(self, token: str) -> None:
+        self.db["extensions"].update(token, {"state": "done", "done_at": utcnow()})
+
+    def pending_extensions(self, batch: str) -> list[dict]:
+        return [dict(r) for r in self.db.query(
+            "select * from extensions where batch = ? and state = 'intent' order by rowid", [batch])]
+
+    def extension_rounds(self, batch: str) -> dict[str, int]:
+        return {r["item_id"]: r["n"] for r in self.db.query(
+            "select item_id, count(*) as n from extensions where batch = ? group by item_id", [batch])}
+
+    # ---------------------------------------------------------------- labels and workers
+    def save_labels(self, rows: list[dict]) -> None:
+        for row in rows:
+            row["votes"] = _json(row.get("votes", {}))
+        self.db["labels"].insert_all(rows, pk=("batch", "item_id"), replace=True, batch_size=1000)
+
+    def labels(self, batch: str) -> dict[str, dict]:
+        out = {}
+        for r in self.db.query("select * from labels where batch = ?", [batch]):
+            r = dict(r)
+            r["votes"] = json.loads(r["votes"] or "{}")
+            out[r["item_id"]] = r
+        return out
+
+    def save_batch_workers(self, batch: str, rows: list[dict]) -> None:
+        """A batch's learned skills; the workers table keeps the answer-weighted mean over batches."""
+        with self.transaction():
+            self.db["batch_workers"].insert_all([{**r, "batch": batch} for r in rows], pk=("batch", "worker_id"),
+                                                replace=True, batch_size=1000)
+            ids = [r["worker_id"] for r in rows]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    f"insert into workers (worker_id, answers, skill, blocked, updated_at) "
+                    f"select worker_id, sum(answers), sum(skill * answers) / max(sum(answers), 1), 0, max(updated_at) "
+                    f"from batch_workers where worker_id in ({marks}) group by worker_id "
+                    f"on conflict(worker_id) do update set answers = excluded.answers, skill = excluded.skill, "
+                    f"updated_at = excluded.updated_at", chunk)
+
+    def prior_skills(self, batch: str) -> dict[str, float]:
+        """Worker skills learned in the other batches (answer-weighted), a prior for this one."""
+        return {r["worker_id"]: r["skill"] for r in self.db.query(
+            "select worker_id, sum(skill * answers) / sum(answers) as skill from batch_workers "
+            "where batch != ? and answers > 0 and skill is not null group by worker_id", [batch])}
+
+    def workers(self, batch: str | None = None) -> list[dict]:
+        if batch is None:
+            return [dict(r) for r in self.db.query("select * from workers order by answers desc, worker_id")]
+        return [dict(r) for r in self.db.query(
+            "select bw.worker_id, bw.answers, bw.skill, coalesce(w.blocked, 0) as blocked, w.block_reason "
+            "from batch_workers bw left join workers w using (worker_id) where bw.batch = ? "
+            "order by bw.answers desc, bw.worker_id", [batch])]
+
+    # ---------------------------------------------------------------- events and API calls
+    def event(self, batch: str | None, kind: str, **detail: Any) -> None:
+        self.db["events"].insert({"at": utcnow(), "batch": batch, "kind": kind, "detail": _json(detail)})
+
+    def add_api_calls(self, batch: str, counts: dict[str, int]) -> None:
+        for op, n in counts.items():
+            self.db.execute(
+                "insert into api_calls (batch, operation, calls) values (?, ?, ?) "
+                "on conflict(batch, operation) do update set calls = calls + excluded.calls", [batch, op, n])
+
+    def api_calls(self, batch: str) -> dict[str, int]:
+        return {r["operation"]: r["calls"] for r in
+                self.db.query("select operation, calls from api_calls where batch = ? order by operation", [batch])}
+
+    # ---------------------------------------------------------------- money
+    def money(self, batch: str) -> dict[str, Decimal]:
+        """Spent (approved), owed (submitted, not yet approved) and committed (bought, not yet submitted)."""
+        from annotate.fees import assignment_cost
+
+        b = self.get_batch(batch)
+        if b is None:
+            return {"spent": Decimal(0), "committed": Decimal(0)}
+        reward = Decimal(b["reward"])
+        masters = bool(b.get("masters"))
+        spent = Decimal(0)
+        committed = Decimal(0)
+        submitted_by_hit = {r["hit_id"]: r["n"] for r in self.db.query(
+            "select hit_id, count(*) as n from assignments where batch = ? and status in ('Approved', 'Submitted') group by hit_id", [batch])}
+        for hit in self.db.query("select hit_id, max_assignments from hits where batch = ? and hit_id is not null", [batch]):
+            cost = assignment_cost(reward, hit["max_assignments"], masters)
+            done = submitted_by_hit.get(hit["hit_id"], 0)
+            spent += cost * done
+            committed += cost * max(hit["max_assignments"] - done, 0)
+        return {"spent": spent, "committed": committed}

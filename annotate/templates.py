@@ -1,0 +1,171 @@
+"""HIT templates: jinja2 over hit_templates/ (and the batch directory), rendered per item
+into HTMLQuestion XML.
+
+Templates are autoescaped and use StrictUndefined, so a misspelt column is an error before
+anything is posted, not an empty box in front of workers. Every question is size-checked
+against MTurk's 65,535-byte limit while rendering.
+
+A template sees:
+    item          the item's input columns (never the hidden gold column)
+    item_id       the item's id
+    labels        the task's labels, in order
+    field         the form field name (QuestionIdentifier) that carries the answer
+    title, instructions
+    submit_url    where the form posts (externalSubmit of the target)
+    media(value)  a URL a worker's browser can load for an item's image or file
+    inline(path)  a small local file embedded in the question itself as a data: URL (any target)
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+
+from annotate.config import Batch, Item
+from annotate.errors import UserError
+
+QUESTION_MAX_BYTES = 65_535
+HTML_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
+# Real MTurk: the form posts to externalSubmit on the worker site. The embedded marketplace
+# serves the task page itself, so a relative action reaches it on whatever port it runs.
+EXTERNAL_SUBMIT = {
+    "local": "/mturk/externalSubmit",
+    "sandbox": "https://workersandbox.mturk.com/mturk/externalSubmit",
+    "production": "https://www.mturk.com/mturk/externalSubmit",
+}
+INLINE_MEDIA_MAX_BYTES = 48_000  # a local file inlined as a data: URL must leave room in the 64 KB question
+
+
+def templates_dir() -> Path:
+    return Path(str(resources.files("annotate.hit_templates")))
+
+
+def environment(batch_dir: Path | None = None) -> jinja2.Environment:
+    search = ([str(batch_dir)] if batch_dir else []) + [str(templates_dir())]
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def cdata(text: str) -> str:
+    """Wrap text in CDATA, splitting any ']]>' so the section cannot end early."""
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def html_question(html: str, frame_height: int = 0) -> str:
+    return (
+        f'<HTMLQuestion xmlns="{HTML_QUESTION_NS}">'
+        f"<HTMLContent>{cdata(html)}</HTMLContent>"
+        f"<FrameHeight>{int(frame_height)}</FrameHeight>"
+        "</HTMLQuestion>"
+    )
+
+
+class MediaResolver:
+    """Turns an item's media reference into a URL a worker's browser can load on the target."""
+
+    def __init__(self, batch: Batch, target: str, presign: Callable[[str, int], str] | None = None):
+        self.batch = batch
+        self.target = target
+        self.presign = presign
+
+    def __call__(self, value: object) -> str:
+        ref = str(value)
+        if ref.startswith(("https://", "http://", "data:")):
+            return ref
+        if ref.startswith("s3://"):
+            if self.presign is None:
+                raise UserError(f"cannot presign {ref}: no S3 client for this target")
+            # Valid for the HIT's lifetime plus one assignment duration, so a worker who accepts
+            # at the last moment still sees the image.
+            return self.presign(ref, self.batch.hit.lifetime + self.batch.hit.assignment_duration)
+        if self.target != "local":
+            raise UserError(f"{ref!r} is a local file, which MTurk workers cannot load; upload it to S3 "
+                            "and reference it as s3://bucket/key (or an https:// URL), or embed a small "
+                            "file with inline(...) in the template")
+        return self.inline(ref)
+
+    def inline(self, value: object) -> str:
+        """A local file as a data: URL inside the question (bounded so the question stays under 64 KB)."""
+        ref = str(value)
+        if ref.startswith("data:"):
+            return ref
+        path = (self.batch.dir / ref) if not Path(ref).is_absolute() else Path(ref)
+        if not path.is_file():
+            raise UserError(f"media file not found: {path}")
+        data = path.read_bytes()
+        if len(data) > INLINE_MEDIA_MAX_BYTES:
+            raise UserError(f"{path} is {len(data)} bytes; local media is inlined into the question and must be "
+                            f"under {INLINE_MEDIA_MAX_BYTES} bytes (serve larger files over https or s3)")
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def s3_presigner(s3_client) -> Callable[[str, int], str]:
+    def presign(uri: str, expires: int) -> str:
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        return s3_client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires))
+
+    return presign
+
+
+class QuestionRenderer:
+    """Renders a batch's items into HTMLQuestion XML for one target."""
+
+    def __init__(self, batch: Batch, target: str = "local", presign: Callable[[str, int], str] | None = None):
+        self.batch = batch
+        self.target = target
+        self.env = environment(batch.dir)
+        self.media = MediaResolver(batch, target, presign)
+        try:
+            self.template = self.env.get_template(batch.template)
+        except jinja2.TemplateNotFound:
+            raise UserError(f"template {batch.template!r} not found in {batch.dir} or {templates_dir()}",
+                            file=str(batch.dir / "batch.toml"), field="batch.template") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise UserError(f"template syntax error: {exc.message}", file=exc.filename or batch.template, line=exc.lineno) from None
+
+    def html(self, item: Item) -> str:
+        context = {
+            "item": item.data,
+            "item_id": item.id,
+            "labels": self.batch.labels,
+            "field": self.batch.answer_field,
+            "title": self.batch.hit.title,
+            "instructions": self.batch.instructions,
+            "submit_url": EXTERNAL_SUBMIT[self.target],
+            "media": self.media,
+            "inline": self.media.inline,
+        }
+        where = f"{self.batch.items_file}:{item.line}"
+        try:
+            return self.template.render(context)
+        except jinja2.UndefinedError as exc:
+            raise UserError(f"template {self.batch.template!r}: {exc.message} (rendering item {item.id!r} from {where})",
+                            file=self.template.filename) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise UserError(f"template syntax error: {exc.message}", file=exc.filename or self.batch.template, line=exc.lineno) from None
+        except UserError as exc:
+            raise UserError(f"item {item.id!r} ({where}): {exc.message}") from None
+
+    def question(self, item: Item) -> str:
+        xml = html_question(self.html(item), self.batch.hit.frame_height)
+        size = len(xml.encode("utf-8"))
+        if size > QUESTION_MAX_BYTES:
+            raise UserError(f"the question for item {item.id!r} is {size:,} bytes; MTurk's limit is {QUESTION_MAX_BYTES:,} "
+                            f"(shrink the template or the item's media)", file=f"{self.batch.items_file}", line=item.line)
+        return xml
+
+    def questions(self, items: list[Item] | None = None) -> dict[str, str]:
+        """Every item's question, rendered and size-checked before anything is posted."""
+        return {item.id: self.question(item) for item in (items if items is not None else self.batch.items)}

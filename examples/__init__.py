@@ -1,0 +1,1 @@
+"""Sample batches (batch.toml + items), shipped with the package for `annotate demo`."""

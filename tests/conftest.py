@@ -1,0 +1,61 @@
+"""Shared fixtures: a project home, the embedded marketplace over HTTP, small batches."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from annotate.workspace import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def marketplace(ws):
+    from annotate.marketplace import MarketplaceServer
+
+    with MarketplaceServer(ws.marketplace_db) as server:
+        yield server
+
+
+def make_batch(root: Path, *, name: str = "iris-small", items: int = 12, extra_toml: str = "", **overrides) -> Path:
+    """A copy of the iris example cut to `items` rows, with settings overridden by `extra_toml` text."""
+    batch = root / name
+    shutil.copytree(EXAMPLES / "iris", batch, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(EXAMPLES / "iris" / "items.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(batch / "items.csv", "w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows[: items + 1])
+    text = (batch / "batch.toml").read_text().replace('name = "iris"', f'name = "{name}"')
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        text = _set(text, section, field, value)
+    (batch / "batch.toml").write_text(text + extra_toml)
+    return batch
+
+
+def _set(text: str, section: str, field: str, value: str) -> str:
+    lines = text.splitlines()
+    start = lines.index(f"[{section}]")
+    for i in range(start + 1, len(lines)):
+        if lines[i].startswith("["):
+            break
+        if lines[i].split("=")[0].strip() == field:
+            lines[i] = f"{field} = {value}"
+            return "\n".join(lines) + "\n"
+    lines.insert(start + 1, f"{field} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def batch_dir(tmp_path) -> Path:
+    return make_batch(tmp_path)

@@ -1,0 +1,1 @@
+"""Training scripts that run inside SageMaker containers and, unchanged, locally."""
