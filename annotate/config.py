@@ -55,7 +55,6 @@ from typing import Any
 from annotate.errors import UserError
 
 BATCH_FILE = "batch.toml"
-TASK_TYPES = ("image-classification", "text-classification")
 MASTERS_QUALIFICATION_IDS = {"2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
 
 # MTurk's limits (CreateHITType / CreateHIT).
@@ -74,7 +73,7 @@ _KNOWN = {
     "batch": {"name", "template", "items", "id_column", "gold_column", "task_type", "label_attribute"},
     "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
             "auto_approval_delay", "frame_height", "qualifications"},
-    "task": {"labels", "field", "instructions"},
+    "task": None,  # the task type's own settings live here too; the type checks them
     "budget": {"max_usd", "account_max_usd"},
 }
 
@@ -202,7 +201,7 @@ def load_batch(batch_dir: str | Path) -> Batch:
         table = config.get(section, {})
         if not isinstance(table, dict):
             raise UserError("expected a table", file=file, field=section)
-        for key in table:
+        for key in table if known is not None else ():
             if key not in known:
                 raise UserError(f"unknown setting (known: {', '.join(sorted(known))})", file=file, field=f"{section}.{key}")
     for key in ("consensus", "training"):
@@ -213,9 +212,12 @@ def load_batch(batch_dir: str | Path) -> Batch:
     name = b.get("name", root.resolve().name)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise UserError(f"batch names are 1-64 letters, digits, '-', '_' or '.', got {name!r}", file=file, field="batch.name")
+    from annotate.tasktypes import TASK_TYPES
+
     task_type = b.get("task_type", "image-classification")
     if task_type not in TASK_TYPES:
-        raise UserError(f"unknown task type {task_type!r} (known: {', '.join(TASK_TYPES)})", file=file, field="batch.task_type")
+        raise UserError(f"unknown task type {task_type!r} (known: {', '.join(sorted(TASK_TYPES))})",
+                        file=file, field="batch.task_type")
     label_attribute = b.get("label_attribute", name)
     if not isinstance(label_attribute, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,126}", label_attribute):
         raise UserError(f"a label attribute is letters, digits and '-', got {label_attribute!r}", file=file, field="batch.label_attribute")
@@ -265,7 +267,8 @@ def load_batch(batch_dir: str | Path) -> Batch:
     gold_column = b.get("gold_column")
     if gold_column is not None and (not isinstance(gold_column, str) or not gold_column):
         raise UserError("expected a column name", file=file, field="batch.gold_column")
-    items = load_items(items_file, id_column=id_column, gold_column=gold_column, labels=labels)
+    items = load_items(items_file, id_column=id_column, gold_column=gold_column, labels=labels,
+                       single_label=TASK_TYPES[task_type].single_label)
 
     return Batch(
         name=name, dir=root.resolve(), config=config, template=template, items_file=items_file,
@@ -286,8 +289,12 @@ def _default_items(root: Path) -> str:
     return "items.csv"
 
 
-def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = None, labels: list[str] | None = None) -> list[Item]:
-    """Items from CSV, JSON Lines or a Ground Truth input manifest, validated row by row."""
+def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = None, labels: list[str] | None = None,
+               single_label: bool = True) -> list[Item]:
+    """Items from CSV, JSON Lines or a Ground Truth input manifest, validated row by row.
+
+    For single-label tasks the gold must be one of the labels; other task types keep it as
+    given (JSON text for structured gold such as boxes) for their simulated crowds."""
     file = str(path)
     if not path.is_file():
         raise UserError("items file not found", file=file)
@@ -325,7 +332,12 @@ def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = N
             raise UserError(f"duplicate item id {item_id!r} (first on line {seen[item_id]})", file=file, line=line, field=id_column)
         seen[item_id] = line
         gold = None
-        if gold_column is not None:
+        if gold_column is not None and not single_label:
+            if gold_column not in row:
+                raise UserError(f"gold column {gold_column!r} is missing", file=file, line=line, field=gold_column)
+            raw_gold = row[gold_column]
+            gold = None if raw_gold in (None, "") else (raw_gold if isinstance(raw_gold, str) else json.dumps(raw_gold))
+        elif gold_column is not None:
             if gold_column not in row:
                 raise UserError(f"gold column {gold_column!r} is missing", file=file, line=line, field=gold_column)
             raw_gold = row[gold_column]

@@ -128,4 +128,4 @@ def _train(ws: Workspace, batch_name: str, exported) -> dict:
     from annotate.sagemaker.local import train_local_from_export
 
     trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn")
-    return {"model_accuracy": trained.metrics.get("validation_accuracy"), "model_artifact": str(trained.model_artifact)}
+    return {"model_accuracy": round(trained.model_accuracy, 4), "model_artifact": str(trained.model_artifact)}

@@ -1,12 +1,19 @@
-"""Harvesting: one idempotent pass (for cron) over a batch's finished HITs.
+"""Harvesting: one idempotent pass (for cron) over a batch.
 
-For each HIT MTurk lists as Reviewable: store every new answer, raw and parsed, before
-anything acts on it; approve what is submitted; then ask the consensus policy, which
-labels the item (the HIT moves to Reviewing, so it is never read again), buys more
-assignments (recorded as intent first, under a UniqueRequestToken), or gives up.
+A pass:
+ 1. finishes extensions a crashed pass left recorded-but-unconfirmed;
+ 2. lists the HITs MTurk calls Reviewable (every slot answered, or expired) and, for each,
+    stores every new answer raw and parsed *before* acting on it, approves what is Submitted,
+    and moves the HIT to Reviewing so the next pass does not read it again;
+ 3. asks the consensus policy about every item of the batch (policies are stateless and see
+    the whole batch: skills are learned across it, budgets are spread over it), then acts on
+    the closed items: buy more assignments (intent recorded first, under a UniqueRequestToken),
+    or record the label, or record the item as unresolved.
+The batch is done when no HIT is open and a pass bought nothing: the same loop as the offline
+replay (annotate.consensus.simulate), so live and replayed figures agree.
 
 Only one harvest runs at a time per project: a second one waits for the lock or exits
-with a message (cron runs that overlap never double-act).
+with a message, so overlapping cron runs never double-act.
 """
 
 from __future__ import annotations
@@ -17,20 +24,25 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Callable, Iterator
 
 import botocore.exceptions
 import pandas as pd
 
-from annotate.answers import AnswerError, extract_label, parse_question_form_answers
+from annotate.answers import AnswerError, parse_question_form_answers
+from annotate.concurrency import parallel
 from annotate.consensus import Decision, get_policy
 from annotate.errors import UserError
 from annotate.fees import assignment_cost, format_money
-from annotate.mturk import MTurk, connect, error_code
+from annotate.mturk import MTurk, connect
 from annotate.post import request_token, resolve_target
 from annotate.store import Store, utcnow
+from annotate.tasktypes import TaskSpec, get_task_type
 from annotate.workspace import Workspace
+
+EXPIRY_MARGIN = timedelta(minutes=5)  # a HIT this close to expiry is renewed before buying more of it
 
 
 class HarvestBusy(Exception):
@@ -49,11 +61,9 @@ class HarvestResult:
     over_budget: int = 0
     items: int = 0
     decided: int = 0
+    open: int = 0
+    done: bool = False
     api_calls: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        return self.items > 0 and self.decided >= self.items
 
 
 @contextmanager
@@ -91,7 +101,8 @@ def harvest(
     target: str | None = None,
     endpoint_url: str | None = None,
     wait_for_lock: bool = False,
-    mturk: MTurk | None = None,
+    concurrency: int | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> list[HarvestResult]:
     """One pass over the given batches (all of them by default)."""
     store = Store(ws.ensure().store_path)
@@ -105,184 +116,266 @@ def harvest(
             if not batch.get("hit_type_id"):
                 continue
             batch_target = resolve_target(batch, target, name)
-            if mturk is not None:
-                results.append(_harvest_batch(store, batch, mturk))
-                continue
+            if batch_target == "production" and confirm is not None and not confirm(
+                    f"Harvest {name!r} on PRODUCTION (approves assignments, may buy more)?"):
+                raise UserError("not confirmed; nothing was done")
             with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
-                results.append(_harvest_batch(store, batch, client))
+                results.append(Harvester(store, batch, client, concurrency).run())
     return results
 
 
-def _harvest_batch(store: Store, batch: dict, mturk: MTurk) -> HarvestResult:
-    name = batch["name"]
-    result = HarvestResult(batch=name)
-    policy = stored_policy(batch)
-    hits = store.hits_by_id(name)
-    labels = store.labels(name)
-    decided = {item for item, row in labels.items() if row["status"] in ("labelled", "unresolved")}
+class Harvester:
+    """One pass over one batch."""
 
-    _finish_pending_extensions(store, batch, mturk, hits)
+    def __init__(self, store: Store, batch: dict, mturk: MTurk, concurrency: int | None = None):
+        self.store = store
+        self.batch = batch
+        self.name = batch["name"]
+        self.mturk = mturk
+        self.concurrency = concurrency
+        self.policy = stored_policy(batch)
+        self.task_type = get_task_type(batch["task_type"])
+        self.spec = TaskSpec.from_batch_row(batch)
+        self.result = HarvestResult(batch=self.name)
 
-    reviewable = [h["HITId"] for h in mturk.pages("ListReviewableHITs", "HITs", HITTypeId=batch["hit_type_id"],
-                                                   Status="Reviewable", MaxResults=100)]
-    reviewable = [hit_id for hit_id in reviewable if hit_id in hits and hits[hit_id]["item_id"] not in decided]
+    def run(self) -> HarvestResult:
+        try:
+            hits = self.store.hits_by_id(self.name)
+            self._finish_pending_extensions(hits)
+            reviewable = [h["HITId"] for h in self.mturk.pages(
+                "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable", MaxResults=100)]
+            reviewable = [hit_id for hit_id in reviewable if hit_id in hits]
+            self._collect(reviewable, hits)
+            hits = self.store.hits_by_id(self.name)
+            self._decide_and_act(hits)
+        finally:
+            self.result.api_calls = self.mturk.take_calls()
+            self.store.add_api_calls(self.name, self.result.api_calls)
+        return self.result
 
-    for hit_id in reviewable:
-        _collect(store, batch, mturk, hits[hit_id], result)
+    # ------------------------------------------------------------------ collecting
+    def _collect(self, reviewable: list[str], hits: dict[str, dict]) -> None:
+        listed = parallel(lambda hit_id: list(self.mturk.pages("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
+                                                                 MaxResults=100)), reviewable, self.concurrency)
+        to_approve: list[str] = []
+        for hit_id, assignments in listed:
+            hit = hits[hit_id]
+            known = self.store.known_assignments(hit_id)
+            new = [a for a in assignments if a["AssignmentId"] not in known]
+            self.store.store_assignments([self._assignment_row(hit, a) for a in new])  # before any approval
+            self.result.new_answers += len(new)
+            for a in assignments:
+                if a["AssignmentStatus"] == "Submitted":
+                    to_approve.append(a["AssignmentId"])
+                elif a["AssignmentId"] in known and known[a["AssignmentId"]] != a["AssignmentStatus"]:
+                    self.store.set_assignment_status(a["AssignmentId"], a["AssignmentStatus"])
+        approved = [aid for aid, _ in parallel(self._approve, to_approve, self.concurrency)]
+        self.store.set_assignments_approved(approved)
+        self.result.approved += len(approved)
+        # Recorded as closed before the call: if the call is lost, the HIT is still Reviewable
+        # and the next pass simply collects it again (collection is idempotent).
+        self.store.mark_reviewed(reviewable)
+        for _ in parallel(lambda hit_id: self.mturk.call("UpdateHITReviewStatus", HITId=hit_id, Revert=False),
+                          reviewable, self.concurrency):
+            pass
 
-    answers = pd.DataFrame(store.answers(name), columns=["item", "worker", "label"])
-    closed = {hits[h]["item_id"] for h in reviewable}
-    # A quarantined answer used up its slot without a usable label: the policy sees the slot as
-    # never bought (else it would take the HIT for one that expired short, and stop buying).
-    lost = store.quarantined_by_item(name)
-    items = pd.DataFrame(
-        [{"item": h["item_id"], "bought": h["max_assignments"] - lost.get(h["item_id"], 0),
-          "open": h["item_id"] not in closed}
-         for h in hits.values() if h["item_id"] not in decided],
-        columns=["item", "bought", "open"])
-    skills = store.prior_skills(name)
-    decisions = policy.decide(answers, items, skills=pd.Series(skills, dtype=float) if skills else None) if len(items) else {}
+    def _assignment_row(self, hit: dict, a: dict) -> dict:
+        value, quarantine, fields, document = None, None, {}, None
+        try:
+            parsed = parse_question_form_answers(a.get("Answer", ""))
+            fields, document = parsed.fields, parsed.document
+            value = self.task_type.parse(fields, self.spec)
+        except AnswerError as exc:
+            quarantine = str(exc)  # kept, with its reason; never dropped
+            self.result.quarantined += 1
+        return {
+            "assignment_id": a["AssignmentId"], "hit_id": hit["hit_id"], "batch": self.name,
+            "item_id": hit["item_id"], "worker_id": a["WorkerId"], "status": a["AssignmentStatus"],
+            "accept_time": _iso(a.get("AcceptTime")), "submit_time": _iso(a.get("SubmitTime")),
+            "answer_xml": a.get("Answer", ""), "answer": json.dumps(document) if document is not None else None,
+            "label": value if self.task_type.single_label else None,
+            "value": json.dumps(value) if value is not None else None,
+            "quarantine": quarantine, "stored_at": utcnow(), "approved_at": None, "_fields": fields,
+        }
 
-    by_item = {h["item_id"]: h for h in hits.values()}
-    label_rows = []
-    for item_id in sorted(closed):
-        decision: Decision = decisions.get(item_id) or Decision("wait", None, 0.0)
-        hit = by_item[item_id]
-        extend_by = min(decision.extend_by, policy.max_assignments - hit["max_assignments"])
-        if decision.action == "extend" and extend_by <= 0:
-            decision = Decision("unresolved", decision.label, decision.confidence)  # at the cap
-        if decision.action == "extend":
-            if _extend(store, batch, mturk, hit, extend_by):
-                result.extended += 1
-                continue
-            result.over_budget += 1
-            decision = Decision("unresolved", decision.label, decision.confidence)
-        if decision.action in ("label", "unresolved"):
-            label_rows.append(_label_row(name, item_id, decision, answers))
-            mturk.call("UpdateHITReviewStatus", HITId=hit["hit_id"], Revert=False)
-            store.set_hit_fields(hit["hit_id"], reviewed=1, hit_status="Reviewing")
-            result.labelled += decision.action == "label"
-            result.unresolved += decision.action == "unresolved"
-    if label_rows:
-        store.save_labels(label_rows)
-        store.event(name, "decide", labelled=result.labelled, unresolved=result.unresolved)
+    def _approve(self, assignment_id: str) -> None:
+        try:
+            self.mturk.call("ApproveAssignment", AssignmentId=assignment_id)
+        except botocore.exceptions.ClientError:
+            # Approved meanwhile (auto-approval, or a pass that died after approving): look at
+            # the assignment rather than guess from the error.
+            status = self.mturk.call("GetAssignment", AssignmentId=assignment_id)["Assignment"]["AssignmentStatus"]
+            if status != "Approved":
+                raise
 
-    _refresh_labels(store, batch, policy, answers)
-    result.items = len(hits)
-    result.decided = sum(1 for r in store.labels(name).values() if r["status"] in ("labelled", "unresolved"))
-    result.api_calls = mturk.take_calls()
-    store.add_api_calls(name, result.api_calls)
-    return result
-
-
-def _collect(store: Store, batch: dict, mturk: MTurk, hit: dict, result: HarvestResult) -> None:
-    """Store every new answer of a HIT, then approve what is still Submitted."""
-    known = store.known_assignments(hit["hit_id"])
-    for a in mturk.pages("ListAssignmentsForHIT", "Assignments", HITId=hit["hit_id"], MaxResults=100):
-        aid = a["AssignmentId"]
-        if aid not in known:
-            label, quarantine, fields, document = None, None, {}, None
-            try:
-                parsed = parse_question_form_answers(a.get("Answer", ""))
-                fields, document = parsed.fields, parsed.document
-                label = extract_label(fields, batch["answer_field"], batch["labels"])
-            except AnswerError as exc:
-                quarantine = str(exc)  # kept with its reason, never dropped
-            store.store_assignment({
-                "assignment_id": aid, "hit_id": hit["hit_id"], "batch": batch["name"], "item_id": hit["item_id"],
-                "worker_id": a["WorkerId"], "status": a["AssignmentStatus"],
-                "accept_time": _iso(a.get("AcceptTime")), "submit_time": _iso(a.get("SubmitTime")),
-                "answer_xml": a.get("Answer", ""), "answer": json.dumps(document) if document is not None else None,
-                "label": label, "quarantine": quarantine, "stored_at": utcnow(), "approved_at": None,
-            }, fields)
-            known[aid] = a["AssignmentStatus"]
-            result.new_answers += 1
-            result.quarantined += quarantine is not None
-        if a["AssignmentStatus"] == "Submitted":
-            try:
-                mturk.call("ApproveAssignment", AssignmentId=aid)
-            except botocore.exceptions.ClientError as exc:
-                # Approved meanwhile (auto-approval, or a pass that crashed after approving): the
-                # assignment's real status tells, so look rather than guess.
-                status = mturk.call("GetAssignment", AssignmentId=aid)["Assignment"]["AssignmentStatus"]
-                if status != "Approved":
-                    raise exc
-            store.set_assignment_status(aid, "Approved")
-            result.approved += 1
-        elif known.get(aid) != a["AssignmentStatus"]:
-            store.set_assignment_status(aid, a["AssignmentStatus"])
-
-
-def _extend(store: Store, batch: dict, mturk: MTurk, hit: dict, extend_by: int) -> bool:
-    """Buy `extend_by` more assignments, within the budget. False if the budget does not allow it."""
-    reward = Decimal(batch["reward"])
-    new_max = hit["max_assignments"] + extend_by
-    if batch.get("budget_usd"):
-        money = store.money(batch["name"])
-        # The fee tier follows the HIT's MaxAssignments; crossing 10 re-prices nothing already paid,
-        # but the added ones pay the new tier.
-        cost = assignment_cost(reward, new_max, bool(batch.get("masters"))) * extend_by
-        if money["spent"] + money["committed"] + cost > Decimal(batch["budget_usd"]):
-            store.event(batch["name"], "over-budget", item=hit["item_id"], cost=format_money(cost))
-            return False
-    round_ = store.extension_rounds(batch["name"]).get(hit["item_id"], 0) + 1
-    token = request_token(batch["uid"], hit["item_id"], round_)
-    store.record_extension_intent({
-        "token": token, "batch": batch["name"], "item_id": hit["item_id"], "hit_id": hit["hit_id"], "round": round_,
-        "added": extend_by, "max_after": new_max, "state": "intent", "created_at": utcnow(), "done_at": None})
-    _buy(store, mturk, token, hit["hit_id"], extend_by, new_max)
-    return True
-
-
-def _buy(store: Store, mturk: MTurk, token: str, hit_id: str, added: int, max_after: int) -> None:
-    mturk.call("CreateAdditionalAssignmentsForHIT", HITId=hit_id, NumberOfAdditionalAssignments=added,
-               UniqueRequestToken=token)
-    store.set_hit_fields(hit_id, max_assignments=max_after, reviewed=0, hit_status="Assignable")
-    store.extension_done(token)
-
-
-def _finish_pending_extensions(store: Store, batch: dict, mturk: MTurk, hits: dict[str, dict]) -> None:
-    """An extension recorded but not known to be done (a crash mid-call): look at the HIT, then finish it."""
-    for ext in store.pending_extensions(batch["name"]):
-        current = mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
-        if current >= ext["max_after"]:
-            store.set_hit_fields(ext["hit_id"], max_assignments=current, reviewed=0, hit_status="Assignable")
-            store.extension_done(ext["token"])
+    # ------------------------------------------------------------------ deciding
+    def _decide_and_act(self, hits: dict[str, dict]) -> None:
+        now = datetime.now(timezone.utc)
+        lost = self.store.quarantined_by_item(self.name)
+        state = []
+        for h in hits.values():
+            expired = bool(h.get("expires_at")) and _parse(h["expires_at"]) <= now
+            # A quarantined answer used its slot without a usable label: the policy sees the slot
+            # as never bought (else it would take the HIT for one that expired short).
+            state.append({"item": h["item_id"], "bought": h["max_assignments"] - lost.get(h["item_id"], 0),
+                          "open": not h["reviewed"] and not expired, "hit": h})
+        closed = [s for s in state if not s["open"]]
+        self.result.items = len(state)
+        self.result.open = len(state) - len(closed)
+        if self.task_type.single_label:
+            answers = pd.DataFrame(self.store.answers(self.name), columns=["item", "worker", "label"])
+            items = pd.DataFrame([{k: s[k] for k in ("item", "bought", "open")} for s in state],
+                                 columns=["item", "bought", "open"])
+            prior = self.store.prior_skills(self.name)
+            prior = pd.Series(prior, dtype=float) if prior else None
+            decisions = self.policy.decide(answers, items, skills=prior) if len(items) else {}
         else:
-            _buy(store, mturk, ext["token"], ext["hit_id"], ext["added"], ext["max_after"])
-        hits[ext["hit_id"]]["max_assignments"] = max(current, ext["max_after"])
+            answers, prior = None, None
+            decisions = self._consolidate([s["item"] for s in closed])
 
+        to_extend = []
+        rows = []
+        for s in closed:
+            decision: Decision = decisions.get(s["item"]) or Decision("wait", None, 0.0)
+            hit = s["hit"]
+            if decision.action == "extend":
+                extend_by = min(decision.extend_by, self.policy.max_assignments - hit["max_assignments"])
+                if extend_by > 0 and self._affordable(hit, extend_by, pending=to_extend):
+                    to_extend.append((hit, extend_by))
+                    rows.append(self._label_row(s["item"], "pending", decision))
+                    continue
+                decision = Decision("unresolved", decision.label, decision.confidence)
+            if decision.action in ("label", "unresolved"):
+                rows.append(self._label_row(s["item"], "labelled" if decision.action == "label" else "unresolved", decision))
+        self._extend(to_extend)
+        self.store.save_labels(rows)
+        if self.task_type.single_label and len(answers):
+            self._refresh(answers, prior)
+        labels = self.store.labels(self.name)
+        self.result.labelled = sum(1 for r in labels.values() if r["status"] == "labelled")
+        self.result.unresolved = sum(1 for r in labels.values() if r["status"] == "unresolved")
+        self.result.decided = self.result.labelled + self.result.unresolved
+        self.result.extended = len(to_extend)
+        self.result.done = self.result.open == 0 and not to_extend and self.result.decided == self.result.items
 
-def _label_row(batch: str, item_id: str, decision: Decision, answers: pd.DataFrame) -> dict:
-    votes = answers.loc[answers["item"] == item_id, "label"].value_counts().to_dict()
-    return {"batch": batch, "item_id": item_id, "status": "labelled" if decision.action == "label" else "unresolved",
-            "label": decision.label, "confidence": float(decision.confidence), "votes": votes,
-            "answers": int(sum(votes.values())), "decided_at": utcnow()}
+    def _consolidate(self, items: list[str]) -> dict[str, Decision]:
+        """Task types other than single-label classification: consolidate each closed item's answers
+        and extend one at a time until k workers agree (the type's own notion of agreement)."""
+        by_item: dict[str, list] = {}
+        for r in self.store.answer_values(self.name):
+            by_item.setdefault(r["item"], []).append((r["worker"], json.loads(r["value"])))
+        hits = {h["item_id"]: h for h in self.store.hits(self.name, created=True)}
+        out = {}
+        for item in items:
+            answers = by_item.get(item, [])
+            c = self.task_type.consolidate(answers, self.spec)
+            label = json.dumps(c.value, sort_keys=True) if c.value is not None else None
+            starved = hits[item]["max_assignments"] > len(answers)
+            if c.agreed:
+                out[item] = Decision("label", label, c.confidence)
+            elif not starved and hits[item]["max_assignments"] < self.policy.max_assignments:
+                out[item] = Decision("extend", label, c.confidence, 1)
+            else:
+                out[item] = Decision("unresolved", label, c.confidence)
+        return out
 
+    def _label_row(self, item_id: str, status: str, decision: Decision) -> dict:
+        return {"batch": self.name, "item_id": item_id, "status": status, "label": decision.label,
+                "value": decision.label if not self.task_type.single_label else json.dumps(decision.label),
+                "confidence": float(decision.confidence), "votes": {}, "answers": None, "decided_at": utcnow()}
 
-def _refresh_labels(store: Store, batch: dict, policy, answers: pd.DataFrame) -> None:
-    """Final labels and confidences come from the policy's aggregator over the whole batch, and
-    worker skills are kept for the next batches."""
-    if answers.empty:
-        return
-    skills = store.prior_skills(batch["name"])
-    labels, learned = policy.aggregate(answers, skills=pd.Series(skills, dtype=float) if skills else None)
-    current = store.labels(batch["name"])
-    rows = []
-    for rec in labels.itertuples(index=False):
-        row = current.get(rec.item)
-        if row is None or row["status"] != "labelled":
-            continue
-        row = dict(row)
-        row["label"], row["confidence"] = rec.label, float(rec.confidence)
-        rows.append(row)
-    if rows:
-        store.save_labels(rows)
-    counts = answers.groupby("worker").size()
-    now = utcnow()
-    store.save_batch_workers(batch["name"], [
-        {"worker_id": w, "answers": int(counts.get(w, 0)), "skill": float(s), "updated_at": now}
-        for w, s in learned.items()])
+    def _refresh(self, answers: pd.DataFrame, prior) -> None:
+        """Final labels and confidences from the policy's aggregator over the whole batch; worker
+        skills kept for later batches; votes and answer counts per item."""
+        labels, learned = self.policy.aggregate(answers, skills=prior)
+        current = self.store.labels(self.name)
+        votes = answers.groupby(["item", "label"]).size()
+        vote_map: dict[str, dict[str, int]] = {}
+        for (item, label), n in votes.items():
+            vote_map.setdefault(item, {})[label] = int(n)
+        rows = []
+        for rec in labels.itertuples(index=False):
+            row = current.get(rec.item)
+            if row is None:
+                continue
+            row = dict(row)
+            if row["status"] == "labelled":
+                row["label"], row["confidence"] = rec.label, float(rec.confidence)
+                row["value"] = json.dumps(rec.label)
+            row["votes"] = vote_map.get(rec.item, {})
+            row["answers"] = sum(row["votes"].values())
+            rows.append(row)
+        self.store.save_labels(rows)
+        counts = answers.groupby("worker").size()
+        now = utcnow()
+        self.store.save_batch_workers(self.name, [
+            {"worker_id": w, "answers": int(counts.get(w, 0)), "skill": float(s), "updated_at": now}
+            for w, s in learned.items()])
+
+    # ------------------------------------------------------------------ buying more
+    def _affordable(self, hit: dict, extend_by: int, pending: list) -> bool:
+        budget = self.batch.get("budget_usd")
+        if not budget:
+            return True
+        reward = Decimal(self.batch["reward"])
+        masters = bool(self.batch.get("masters"))
+        money = self.store.money(self.name)
+        queued = sum(assignment_cost(reward, h["max_assignments"] + n, masters) * n for h, n in pending)
+        # The fee tier follows the HIT's MaxAssignments; the added slots pay the new tier.
+        cost = assignment_cost(reward, hit["max_assignments"] + extend_by, masters) * extend_by
+        if money["spent"] + money["committed"] + queued + cost > Decimal(budget):
+            self.store.event(self.name, "over-budget", item=hit["item_id"], cost=format_money(cost))
+            self.result.over_budget += 1
+            return False
+        return True
+
+    def _extend(self, to_extend: list[tuple[dict, int]]) -> None:
+        if not to_extend:
+            return
+        rounds = self.store.extension_rounds(self.name)
+        intents = []
+        for hit, extend_by in to_extend:
+            round_ = rounds.get(hit["item_id"], 0) + 1
+            intents.append({
+                "token": request_token(self.batch["uid"], hit["item_id"], round_), "batch": self.name,
+                "item_id": hit["item_id"], "hit_id": hit["hit_id"], "round": round_, "added": extend_by,
+                "max_after": hit["max_assignments"] + extend_by, "state": "intent", "created_at": utcnow(),
+                "done_at": None, "_hit": hit})
+        self.store.record_extension_intents(intents)  # before any money moves
+        done = [ext for ext, _ in parallel(self._buy, intents, self.concurrency)]
+        self.store.extensions_done(done)
+
+    def _buy(self, ext: dict) -> None:
+        hit = ext.get("_hit") or {}
+        expires = hit.get("expires_at")
+        if expires and _parse(expires) - EXPIRY_MARGIN <= datetime.now(timezone.utc):
+            # Extra assignments on an expired HIT would never be seen by a worker: renew it first.
+            lifetime = int(self.batch.get("lifetime") or 3 * 86400)
+            new_expiry = datetime.now(timezone.utc) + timedelta(seconds=lifetime)
+            self.mturk.call("UpdateExpirationForHIT", HITId=ext["hit_id"], ExpireAt=new_expiry)
+            ext["expires_at"] = new_expiry.isoformat()
+        try:
+            self.mturk.call("CreateAdditionalAssignmentsForHIT", HITId=ext["hit_id"],
+                            NumberOfAdditionalAssignments=ext["added"], UniqueRequestToken=ext["token"])
+        except botocore.exceptions.ClientError:
+            # The same token went through before (a lost response): the HIT itself tells.
+            current = self.mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
+            if current < ext["max_after"]:
+                raise
+
+    def _finish_pending_extensions(self, hits: dict[str, dict]) -> None:
+        """Extensions recorded but never confirmed (a crash mid-call): look at each HIT, then finish."""
+        pending = self.store.pending_extensions(self.name)
+        if not pending:
+            return
+        todo = []
+        for ext in pending:
+            current = self.mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
+            if current < ext["max_after"]:
+                todo.append({**ext, "_hit": hits.get(ext["hit_id"], {})})
+        for ext in todo:
+            self._buy(ext)
+        self.store.extensions_done(pending)
 
 
 def _iso(value) -> str | None:
@@ -291,6 +384,11 @@ def _iso(value) -> str | None:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+def _parse(iso: str) -> datetime:
+    when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def harvest_until_done(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from annotate.config import Batch, load_batch
+from annotate.concurrency import parallel
 from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
@@ -80,6 +81,7 @@ def post_batch(
     progress: Progress | None = None,
     dry_run: bool = False,
     remember_endpoint: bool = True,
+    concurrency: int | None = None,
 ) -> PostResult:
     """Post a batch (or the items of it not yet posted). `remember_endpoint=False` for throwaway
     marketplaces (the demo's), so later commands fall back to the project's embedded one."""
@@ -144,8 +146,8 @@ def post_batch(
             stored = store.get_batch(batch.name)
         else:
             new = [i for i in batch.items if i.id not in set(store.item_ids(batch.name))]
-            store.db["items"].insert_all([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
-                                           "data": _json(i.data), "gold": i.gold} for i in new], pk=("batch", "item_id"))
+            store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
+                              "data": _json(i.data), "gold": i.gold} for i in new])
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id
@@ -153,19 +155,27 @@ def post_batch(
         uid = stored["uid"]
         store.record_hit_intents([{"token": request_token(uid, i.id, 0), "batch": batch.name, "item_id": i.id,
                                    "max_assignments": initial, "status": "intent", "reviewed": 0} for i in to_post])
-        by_id = {i.id: i for i in batch.items}
         intents = store.hits(batch.name, created=False)
         store.event(batch.name, "post", hits=len(intents), estimate=str(estimate))
-        for n, intent in enumerate(intents, start=1):
-            item = by_id[intent["item_id"]]
-            hit_id, recovered = _create_hit(mturk, batch, hit_type_id, intent, questions[item.id])
-            store.hit_created(intent["token"], hit_id)
-            result.recovered += recovered
-            result.created += not recovered
-            if progress:
-                progress(n, len(intents))
-        result.api_calls = mturk.take_calls()
-        store.add_api_calls(batch.name, result.api_calls)
+        created: list[tuple[str, str]] = []
+        try:
+            calls = parallel(lambda intent: _create_hit(mturk, batch, hit_type_id, intent, questions[intent["item_id"]]),
+                             intents, concurrency)
+            for n, (intent, (hit_id, recovered, expires)) in enumerate(calls, start=1):
+                created.append((intent["token"], hit_id, expires))
+                result.recovered += recovered
+                result.created += not recovered
+                if len(created) >= 200:
+                    store.hits_created(created)
+                    created.clear()
+                if progress:
+                    progress(n, len(intents))
+        finally:
+            # Whatever was created is recorded even when a later call fails; what is not, the
+            # next run recovers through its token.
+            store.hits_created(created)
+            result.api_calls = mturk.take_calls()
+            store.add_api_calls(batch.name, result.api_calls)
     return result
 
 
@@ -183,8 +193,9 @@ def _create_hit_type(mturk: MTurk, batch: Batch) -> str:
     return mturk.call("CreateHITType", **params)["HITTypeId"]
 
 
-def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: dict, question: str) -> tuple[str, bool]:
-    """Create one HIT; if its token was used before, recover that HIT instead (returns (id, recovered))."""
+def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: dict, question: str) -> tuple[str, bool, str | None]:
+    """Create one HIT; if its token was used before, recover that HIT instead.
+    Returns (HIT id, recovered, expiration as ISO 8601)."""
     import botocore.exceptions
 
     try:
@@ -197,12 +208,16 @@ def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: dict, ques
             RequesterAnnotation=batch.annotation(intent["item_id"]),
             UniqueRequestToken=intent["token"],
         )
-        return response["HIT"]["HITId"], False
+        return response["HIT"]["HITId"], False, _iso(response["HIT"].get("Expiration"))
     except botocore.exceptions.ClientError as exc:
         hit_id = existing_hit_id(exc)
         if hit_id is None:
             raise
-        return hit_id, True
+        return hit_id, True, _iso(mturk.call("GetHIT", HITId=hit_id)["HIT"].get("Expiration"))
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def _batch_row(batch: Batch, target: str, endpoint_url: str | None, policy_name: str | None) -> dict:
@@ -210,7 +225,7 @@ def _batch_row(batch: Batch, target: str, endpoint_url: str | None, policy_name:
         "name": batch.name, "uid": uuid.uuid4().hex[:16], "dir": str(batch.dir), "target": target,
         "endpoint_url": endpoint_url, "hit_type_id": None, "task_type": batch.task_type,
         "label_attribute": batch.label_attribute, "labels": batch.labels, "answer_field": batch.answer_field,
-        "reward": format_money(batch.hit.reward), "masters": int(batch.hit.masters),
+        "reward": format_money(batch.hit.reward), "masters": int(batch.hit.masters), "lifetime": batch.hit.lifetime,
         "budget_usd": format_money(batch.budget_usd) if batch.budget_usd is not None else None,
         "policy": policy_name, "config": batch.config, "created_at": utcnow(), "posted_at": None,
     }

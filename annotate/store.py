@@ -30,7 +30,7 @@ def _json(value: Any) -> str:
 SCHEMA = {
     "batches": dict(
         columns={"name": str, "uid": str, "dir": str, "target": str, "endpoint_url": str, "hit_type_id": str,
-                 "task_type": str, "label_attribute": str, "labels": str, "answer_field": str, "reward": str,
+                 "task_type": str, "label_attribute": str, "labels": str, "answer_field": str, "reward": str, "lifetime": int,
                  "masters": int, "budget_usd": str, "policy": str, "config": str, "created_at": str, "posted_at": str},
         pk="name"),
     "items": dict(
@@ -39,12 +39,12 @@ SCHEMA = {
     # One row per HIT we intend to create; hit_id is filled in once MTurk has answered.
     "hits": dict(
         columns={"token": str, "batch": str, "item_id": str, "hit_id": str, "max_assignments": int,
-                 "status": str, "hit_status": str, "created_at": str, "reviewed": int},
+                 "status": str, "hit_status": str, "created_at": str, "expires_at": str, "reviewed": int},
         pk="token"),
     "assignments": dict(
         columns={"assignment_id": str, "hit_id": str, "batch": str, "item_id": str, "worker_id": str,
                  "status": str, "accept_time": str, "submit_time": str, "answer_xml": str, "answer": str,
-                 "label": str, "quarantine": str, "stored_at": str, "approved_at": str},
+                 "label": str, "value": str, "quarantine": str, "stored_at": str, "approved_at": str},
         pk="assignment_id"),
     "answers": dict(
         columns={"assignment_id": str, "field": str, "value": str},
@@ -54,7 +54,7 @@ SCHEMA = {
                  "state": str, "created_at": str, "done_at": str},
         pk="token"),
     "labels": dict(
-        columns={"batch": str, "item_id": str, "status": str, "label": str, "confidence": float,
+        columns={"batch": str, "item_id": str, "status": str, "label": str, "value": str, "confidence": float,
                  "votes": str, "answers": int, "decided_at": str},
         pk=("batch", "item_id")),
     "workers": dict(
@@ -93,16 +93,27 @@ class Store:
 
     def _ensure_schema(self) -> None:
         for name, spec in SCHEMA.items():
-            if not self.db[name].exists():
-                self.db[name].create(spec["columns"], pk=spec["pk"], not_null=None, if_not_exists=True)
+            table = self.db[name]
+            if not table.exists():
+                table.create(spec["columns"], pk=spec["pk"], not_null=None, if_not_exists=True)
+                continue
+            have = set(table.columns_dict)
+            for column, kind in spec["columns"].items():
+                if column not in have:  # a store made by an older annotate: add what is new
+                    table.add_column(column, kind)
         for table, cols in INDEXES:
             self.db[table].create_index(cols, if_not_exists=True)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All-or-nothing writes: nothing half-written if anything inside fails."""
+        """All-or-nothing writes: nothing half-written if anything inside fails.
+
+        Inside, write with `_write` (plain SQL): sqlite-utils' own write methods commit through
+        `with conn:` and would end the transaction early."""
         conn = self.db.conn
+        if conn.in_transaction:
+            conn.commit()
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -111,6 +122,18 @@ class Store:
             raise
         else:
             conn.execute("COMMIT")
+
+    def _write(self, table: str, rows: list[dict], *, on_conflict: str = "abort") -> None:
+        """INSERT (or INSERT OR REPLACE / IGNORE) many rows with one statement."""
+        if not rows:
+            return
+        columns = list(SCHEMA[table]["columns"])
+        verb = {"abort": "INSERT", "replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE"}[on_conflict]
+        sql = f"{verb} INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+        self.db.conn.executemany(sql, [[row.get(c) for c in columns] for row in rows])
+
+    def _exec(self, sql: str, params=()) -> None:
+        self.db.conn.execute(sql, params)
 
     def close(self) -> None:
         self.db.close()
@@ -132,11 +155,18 @@ class Store:
         row = dict(row)
         row["labels"] = _json(row["labels"])
         row["config"] = _json(row["config"])
-        self.db["batches"].insert(row, pk="name")
-        self.db["items"].insert_all(items, pk=("batch", "item_id"), batch_size=1000)
+        with self.transaction():
+            self._write("batches", [row])
+            self._write("items", list(items))
+
+    def add_items(self, items: list[dict]) -> None:
+        with self.transaction():
+            self._write("items", items)
 
     def update_batch(self, name: str, **values: Any) -> None:
-        self.db["batches"].update(name, values)
+        with self.transaction():
+            self._exec("update batches set " + ", ".join(f"[{k}] = ?" for k in values) + " where name = ?",
+                       [*values.values(), name])
 
     def items(self, batch: str) -> list[dict]:
         return [dict(r) for r in self.db.query("select * from items where batch = ? order by position", [batch])]
@@ -146,7 +176,8 @@ class Store:
 
     # ---------------------------------------------------------------- HITs
     def record_hit_intents(self, rows: list[dict]) -> None:
-        self.db["hits"].insert_all(rows, pk="token", ignore=True, batch_size=1000)
+        with self.transaction():
+            self._write("hits", rows, on_conflict="ignore")
 
     def hits(self, batch: str, *, created: bool | None = None) -> list[dict]:
         sql = "select * from hits where batch = ?"
@@ -156,35 +187,62 @@ class Store:
             sql += " and hit_id is null"
         return [dict(r) for r in self.db.query(sql + " order by rowid", [batch])]
 
-    def hit_created(self, token: str, hit_id: str, hit_status: str = "Assignable") -> None:
-        self.db["hits"].update(token, {"hit_id": hit_id, "status": "created", "hit_status": hit_status, "created_at": utcnow()})
+    def hits_created(self, created: list[tuple[str, str, str | None]]) -> None:
+        """(token, HIT id, expiration) triples, in one transaction."""
+        if not created:
+            return
+        now = utcnow()
+        with self.transaction():
+            self.db.conn.executemany(
+                "update hits set hit_id = ?, status = 'created', hit_status = 'Assignable', created_at = ?, "
+                "expires_at = ? where token = ?",
+                [(hit_id, now, expires, token) for token, hit_id, expires in created])
+
+    def mark_reviewed(self, hit_ids: list[str]) -> None:
+        with self.transaction():
+            self.db.conn.executemany("update hits set reviewed = 1, hit_status = 'Reviewing' where hit_id = ?",
+                                     [(h,) for h in hit_ids])
 
     def hits_by_id(self, batch: str) -> dict[str, dict]:
         return {r["hit_id"]: r for r in self.hits(batch, created=True)}
 
     def set_hit_fields(self, hit_id: str, **values: Any) -> None:
-        self.db.execute(
-            "update hits set " + ", ".join(f"{k} = ?" for k in values) + " where hit_id = ?",
-            [*values.values(), hit_id])
+        with self.transaction():
+            self._exec("update hits set " + ", ".join(f"[{k}] = ?" for k in values) + " where hit_id = ?",
+                       [*values.values(), hit_id])
 
     # ---------------------------------------------------------------- assignments and answers
     def known_assignments(self, hit_id: str) -> dict[str, str]:
         return {r["assignment_id"]: r["status"] for r in
                 self.db.query("select assignment_id, status from assignments where hit_id = ?", [hit_id])}
 
-    def store_assignment(self, row: dict, fields: dict[str, str]) -> None:
-        """The raw and parsed answer, in one transaction, before anything acts on it."""
+    def store_assignments(self, rows: list[dict]) -> None:
+        """Raw and parsed answers (each row's `_fields`), in one transaction, before anything acts on them."""
+        if not rows:
+            return
         with self.transaction():
-            self.db["assignments"].insert(row, pk="assignment_id", replace=True)
-            self.db["answers"].insert_all(
-                [{"assignment_id": row["assignment_id"], "field": k, "value": v} for k, v in fields.items()],
-                pk=("assignment_id", "field"), replace=True)
+            self._write("assignments", rows, on_conflict="replace")
+            self._write("answers", [{"assignment_id": r["assignment_id"], "field": k, "value": v}
+                                    for r in rows for k, v in (r.get("_fields") or {}).items()], on_conflict="replace")
+
+    def set_assignments_approved(self, assignment_ids: list[str]) -> None:
+        now = utcnow()
+        with self.transaction():
+            self.db.conn.executemany(
+                "update assignments set status = 'Approved', approved_at = coalesce(approved_at, ?) where assignment_id = ?",
+                [(now, a) for a in assignment_ids])
 
     def set_assignment_status(self, assignment_id: str, status: str) -> None:
-        values = {"status": status}
-        if status == "Approved":
-            values["approved_at"] = utcnow()
-        self.db["assignments"].update(assignment_id, values)
+        with self.transaction():
+            self._exec("update assignments set status = ?, approved_at = coalesce(approved_at, ?) where assignment_id = ?",
+                       [status, utcnow() if status == "Approved" else None, assignment_id])
+
+    def answer_values(self, batch: str) -> list[dict]:
+        """Usable answers of any task type: (item, worker, value as JSON text)."""
+        return [dict(r) for r in self.db.query(
+            "select item_id as item, worker_id as worker, value from assignments "
+            "where batch = ? and value is not null and quarantine is null and status != 'Rejected' "
+            "order by submit_time, assignment_id", [batch])]
 
     def answers(self, batch: str) -> list[dict]:
         """Usable answers: (item, worker, label) for approved/submitted, unquarantined assignments."""
@@ -203,16 +261,20 @@ class Store:
             "select status, count(*) as n from assignments where batch = ? group by status", [batch])}
 
     # ---------------------------------------------------------------- extensions
-    def record_extension_intent(self, row: dict) -> bool:
-        """False if this extension (same token) was already recorded."""
-        before = self.db["extensions"].count_where("token = ?", [row["token"]])
-        if before:
-            return False
-        self.db["extensions"].insert(row, pk="token")
-        return True
+    def record_extension_intents(self, rows: list[dict]) -> None:
+        """Extensions about to be bought (a token already recorded is left as it is)."""
+        with self.transaction():
+            self._write("extensions", rows, on_conflict="ignore")
 
-    def extension_done(self, token: str) -> None:
-        self.db["extensions"].update(token, {"state": "done", "done_at": utcnow()})
+    def extensions_done(self, rows: list[dict]) -> None:
+        """Bought: the extension is done, and its HIT is open again with its new maximum."""
+        now = utcnow()
+        with self.transaction():
+            for ext in rows:
+                self._exec("update extensions set state = 'done', done_at = ? where token = ?", [now, ext["token"]])
+                self._exec("update hits set max_assignments = max(max_assignments, ?), reviewed = 0, "
+                           "hit_status = 'Assignable', expires_at = coalesce(?, expires_at) where hit_id = ?",
+                           [ext["max_after"], ext.get("expires_at"), ext["hit_id"]])
 
     def pending_extensions(self, batch: str) -> list[dict]:
         return [dict(r) for r in self.db.query(
@@ -224,9 +286,11 @@ class Store:
 
     # ---------------------------------------------------------------- labels and workers
     def save_labels(self, rows: list[dict]) -> None:
-        for row in rows:
-            row["votes"] = _json(row.get("votes", {}))
-        self.db["labels"].insert_all(rows, pk=("batch", "item_id"), replace=True, batch_size=1000)
+        rows = [{**row, "votes": _json(row.get("votes", {})),
+                 "value": row["value"] if isinstance(row.get("value"), (str, type(None))) else _json(row["value"])}
+                for row in rows]
+        with self.transaction():
+            self._write("labels", rows, on_conflict="replace")
 
     def labels(self, batch: str) -> dict[str, dict]:
         out = {}
@@ -239,13 +303,12 @@ class Store:
     def save_batch_workers(self, batch: str, rows: list[dict]) -> None:
         """A batch's learned skills; the workers table keeps the answer-weighted mean over batches."""
         with self.transaction():
-            self.db["batch_workers"].insert_all([{**r, "batch": batch} for r in rows], pk=("batch", "worker_id"),
-                                                replace=True, batch_size=1000)
+            self._write("batch_workers", [{**r, "batch": batch} for r in rows], on_conflict="replace")
             ids = [r["worker_id"] for r in rows]
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                self.db.execute(
+                self._exec(
                     f"insert into workers (worker_id, answers, skill, blocked, updated_at) "
                     f"select worker_id, sum(answers), sum(skill * answers) / max(sum(answers), 1), 0, max(updated_at) "
                     f"from batch_workers where worker_id in ({marks}) group by worker_id "
@@ -268,13 +331,16 @@ class Store:
 
     # ---------------------------------------------------------------- events and API calls
     def event(self, batch: str | None, kind: str, **detail: Any) -> None:
-        self.db["events"].insert({"at": utcnow(), "batch": batch, "kind": kind, "detail": _json(detail)})
+        with self.transaction():
+            self._exec("insert into events (at, batch, kind, detail) values (?, ?, ?, ?)",
+                       [utcnow(), batch, kind, _json(detail)])
 
     def add_api_calls(self, batch: str, counts: dict[str, int]) -> None:
-        for op, n in counts.items():
-            self.db.execute(
-                "insert into api_calls (batch, operation, calls) values (?, ?, ?) "
-                "on conflict(batch, operation) do update set calls = calls + excluded.calls", [batch, op, n])
+        with self.transaction():
+            for op, n in counts.items():
+                self._exec(
+                    "insert into api_calls (batch, operation, calls) values (?, ?, ?) "
+                    "on conflict(batch, operation) do update set calls = calls + excluded.calls", [batch, op, n])
 
     def api_calls(self, batch: str) -> dict[str, int]:
         return {r["operation"]: r["calls"] for r in
@@ -294,9 +360,10 @@ class Store:
         committed = Decimal(0)
         submitted_by_hit = {r["hit_id"]: r["n"] for r in self.db.query(
             "select hit_id, count(*) as n from assignments where batch = ? and status in ('Approved', 'Submitted') group by hit_id", [batch])}
-        for hit in self.db.query("select hit_id, max_assignments from hits where batch = ? and hit_id is not null", [batch]):
+        # HITs recorded as intent count as committed too: a resumed post will create them.
+        for hit in self.db.query("select hit_id, max_assignments from hits where batch = ?", [batch]):
             cost = assignment_cost(reward, hit["max_assignments"], masters)
-            done = submitted_by_hit.get(hit["hit_id"], 0)
+            done = submitted_by_hit.get(hit["hit_id"], 0) if hit["hit_id"] else 0
             spent += cost * done
             committed += cost * max(hit["max_assignments"] - done, 0)
         return {"spent": spent, "committed": committed}

@@ -15,7 +15,7 @@ def test_example_batches_load():
     from conftest import EXAMPLES
 
     digits = load_batch(EXAMPLES / "digits")
-    assert len(digits.items) == 300 and digits.labels == [str(d) for d in range(10)]
+    assert len(digits.items) == 500 and digits.labels == [str(d) for d in range(10)]
     assert digits.hit.reward == Decimal("0.02")
     iris = load_batch(EXAMPLES / "iris")
     assert len(iris.items) == 150

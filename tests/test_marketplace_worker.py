@@ -89,6 +89,33 @@ def test_listing_html_and_json(srv, mturk):
     assert json.loads(body)["hits"][0]["assignmentsAvailable"] == 1
 
 
+def test_listing_pages(srv, mturk):
+    hit_ids = [mturk.create_hit(**hit_params(MaxAssignments=1))["HIT"]["HITId"] for _ in range(25)]
+    pages, after = [], None
+    while True:
+        query = "format=json&limit=10" + (f"&after={after}" if after else "")
+        status, _, body = http("GET", srv.url + "/worker/?" + query)
+        assert status == 200
+        page = json.loads(body)
+        pages.append([h["hitId"] for h in page["hits"]])
+        if len(pages) == 1:
+            # Taking HITs of later pages while paging does not shift the pages (keyset, not offset).
+            work_id = accept(srv.url, hit_ids[12], WORKER)
+            assert submit(srv.url, work_id) == 200
+        after = page.get("next")
+        if after is None:
+            break
+    assert pages == [hit_ids[:10], hit_ids[10:12] + hit_ids[13:21], hit_ids[21:]]
+    _, _, body = http("GET", srv.url + f"/worker/?format=json&limit=5&workerId={WORKER}")
+    assert [h["hitId"] for h in json.loads(body)["hits"]] == hit_ids[:5]
+    status, _, page = http("GET", srv.url + "/worker/?limit=10")
+    assert status == 200 and f"after={hit_ids[9]}&amp;limit=10" in page and "More HITs" in page
+    for bad in ("limit=0", "limit=1001", "limit=ten", "after=3NOSUCHHIT"):
+        status, _, body = http("GET", srv.url + f"/worker/?format=json&{bad}")
+        assert status == 400, bad
+        assert json.loads(body)["error"] in ("InvalidLimit", "HITNotFound")
+
+
 def test_preview_and_preview_task(srv, mturk):
     hit_id = mturk.create_hit(**hit_params())["HIT"]["HITId"]
     status, _, page = http("GET", srv.url + f"/worker/preview?hitId={hit_id}")

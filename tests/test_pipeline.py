@@ -194,9 +194,9 @@ def test_interrupted_extension_is_finished_exactly_once(ws, marketplace, tmp_pat
     hit = store.hits("iris-small")[0]
     batch = store.get_batch("iris-small")
     # As if a harvest died right after recording its intent to buy one more assignment.
-    store.record_extension_intent({"token": request_token(batch["uid"], "iris-001", 1), "batch": "iris-small",
-                                   "item_id": "iris-001", "hit_id": hit["hit_id"], "round": 1, "added": 1,
-                                   "max_after": 3, "state": "intent", "created_at": "x", "done_at": None})
+    store.record_extension_intents([{"token": request_token(batch["uid"], "iris-001", 1), "batch": "iris-small",
+                                     "item_id": "iris-001", "hit_id": hit["hit_id"], "round": 1, "added": 1,
+                                     "max_after": 3, "state": "intent", "created_at": "x", "done_at": None}])
     harvest(ws, ["iris-small"], endpoint_url=marketplace.url)
     harvest(ws, ["iris-small"], endpoint_url=marketplace.url)
     assert mturk_client(marketplace.url).get_hit(HITId=hit["hit_id"])["HIT"]["MaxAssignments"] == 3

@@ -90,12 +90,29 @@ def test_script_failure_reports_reason(tmp_path):
         train_local(tmp_path / "home", export, TrainingSettings(features=IRIS_FEATURES))
 
 
+@pytest.mark.slow  # two TensorFlow imports (training subprocess + serving): ~20-40 s
 def test_tensorflow_iris_dnn(tmp_path):
     pytest.importorskip("tensorflow")
     export = iris_export(tmp_path / "export")
     result = train_local(tmp_path / "home", export,
-                         {"features": IRIS_FEATURES, "hyperparameters": {"epochs": 60}},
+                         {"features": IRIS_FEATURES, "hyperparameters": {"epochs": 40}},
                          algorithm="tensorflow", batch="iris")
     assert result.model_accuracy >= 0.8
     model_dir = tmp_path / "home" / "training" / result.job_name / "model"
     assert (model_dir / "1" / "saved_model.pb").exists()  # TensorFlow Serving's version layout
+
+    # The local endpoint answers as TensorFlow Serving would: class probabilities.
+    import urllib.request
+
+    from annotate.sagemaker.endpoint import serve_in_thread
+    from annotate.sagemaker.predict import read_response
+
+    with serve_in_thread(load_job(tmp_path / "home", result.job_name)) as endpoint:
+        request = urllib.request.Request(f"{endpoint.url}/invocations", data=b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}',
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+    [probabilities] = json.loads(body)["predictions"]
+    assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 1e-4
+    [row] = read_response(body, "application/json", name="x", algorithm="tensorflow", labels=result.labels)
+    assert row.label == "setosa"

@@ -29,10 +29,11 @@ def parse_args(argv=None):
     parser.add_argument("--labels", default="", help="class names by index: JSON array or comma-separated")
     parser.add_argument("--num_classes", type=int, default=0)
     parser.add_argument("--estimator", default="logistic_regression",
-                        choices=["logistic_regression", "random_forest"])
+                        choices=["logistic_regression", "random_forest", "svc"])
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (logistic regression)")
     parser.add_argument("--max_iter", type=int, default=2000)
     parser.add_argument("--n_estimators", type=int, default=200, help="trees (random forest)")
+    parser.add_argument("--gamma", default="scale", help="RBF kernel width (svc): 'scale', 'auto' or a number")
     parser.add_argument("--random_state", type=int, default=0)
     parser.add_argument("--model-dir", "--model_dir", dest="model_dir", default=os.environ.get("SM_MODEL_DIR", "model"))
     parser.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN"))
@@ -52,6 +53,12 @@ def build_estimator(args):
 
     if args.estimator == "random_forest":
         return RandomForestClassifier(n_estimators=args.n_estimators, random_state=args.random_state)
+    if args.estimator == "svc":
+        from sklearn.svm import SVC
+
+        gamma = args.gamma if args.gamma in ("scale", "auto") else float(args.gamma)
+        # probability=True so the endpoint can return class probabilities like the other estimators
+        return SVC(C=args.C, gamma=gamma, probability=True, random_state=args.random_state)
     return make_pipeline(StandardScaler(), LogisticRegression(C=args.C, max_iter=args.max_iter))
 
 

@@ -62,7 +62,7 @@ def build_model(tf, n_features, n_classes, hidden_units, x_train, learning_rate)
 
 def export_saved_model(tf, model, path):
     if hasattr(model, "export"):  # Keras 3: a serving-only SavedModel
-        model.export(path)
+        model.export(path, verbose=False)
     else:  # Keras 2 (TF <= 2.15)
         tf.saved_model.save(model, path)
 

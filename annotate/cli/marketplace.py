@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -26,10 +27,19 @@ def marketplace() -> None:
 @click.option("--port", default=8940, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="Marketplace database [default: marketplace.db in the annotate home].")
-@click.option("--crowd", type=click.Choice(["none", "simulated"]), default="none", show_default=True,
-              help="Let simulated workers do the HITs as they appear.")
+@click.option("--crowd", type=click.Choice(["none", "simulated", "replay"]), default="none", show_default=True,
+              help="Let simulated workers (or a replayed dataset's workers) do the HITs as they appear.")
 @click.option("--gold-from", "gold_from", type=click.Path(exists=True, file_okay=False), default=None,
               help="Batch directory whose gold column tells the simulated crowd the true labels.")
+@click.option("--answers", "answers_csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="answers.csv (item,worker,label) for --crowd replay.")
+@click.option("--annotation-prefix", default="", show_default=False,
+              help="Replay: an item's HITs carry RequesterAnnotation PREFIX + item id (e.g. 'rte/').")
+@click.option("--faults", default=None, metavar="SPEC",
+              help="Inject faults into the requester API, e.g. latency=0.02,throttle=0.1,error=0.02,drop=0.02,seed=7 "
+                   "[env ANNOTATE_MARKETPLACE_FAULTS].")
+@click.option("--media-root", "media_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Serve the files under DIR at /media/<n>/<path> (n counts the roots from 0); repeatable.")
 @click.option("--workers", default=30, show_default=True, type=click.IntRange(1, 100000), help="Simulated workers.")
 @click.option("--spammers", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Share of simulated workers who answer at random.")
@@ -37,27 +47,49 @@ def marketplace() -> None:
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
+          answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
           workers: int, spammers: float, seed: int, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C."""
     from annotate.marketplace import MarketplaceServer
-    from annotate.marketplace.crowd import SimulatedCrowd
+    from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd
+    from annotate.marketplace.faults import ENV_VAR, FaultSpec
+    from annotate.marketplace.replay import ReplayCrowd, ReplayError
 
     if gold_from and crowd != "simulated":
         raise UserError("--gold-from needs --crowd simulated", field="--gold-from")
+    if (answers_csv is not None) != (crowd == "replay"):
+        raise UserError("--crowd replay and --answers go together", field="--answers")
+    source = "--faults" if faults is not None else ENV_VAR
+    try:
+        spec = FaultSpec.parse(faults if faults is not None else os.environ.get(ENV_VAR, ""))
+    except ValueError as exc:
+        raise UserError(str(exc), field=source) from None
     path = Path(db_path) if db_path else workspace.ensure().marketplace_db
     try:
-        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose)
+        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
     gold = load_gold(gold_from) if gold_from else {}
     click.echo(f"requester endpoint: {srv.url}")
     click.echo(f"worker pages:       {srv.worker_url}")
     click.echo(f"database:           {path}")
-    simulated = None
+    if spec.active:
+        click.echo(f"faults:             {spec}")
+    for index, root in enumerate(srv.media.roots):
+        click.echo(f"media:              {srv.url}/media/{index}/ -> {root}")
+    simulated: HTTPCrowd | None = None
     if crowd == "simulated":
         simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
         click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
                    f"{len(gold)} gold labels, seed {seed}")
+    elif crowd == "replay":
+        assert answers_csv is not None
+        try:
+            simulated = ReplayCrowd.from_csv(srv.url, answers_csv, lambda item: annotation_prefix + item, seed=seed)
+        except ReplayError as exc:
+            srv.stop()
+            raise UserError(str(exc), file=answers_csv) from None
+        click.echo(f"replay crowd:       {answers_csv}, annotations {annotation_prefix}<item>, seed {seed}")
     if simulated is not None:
         simulated.start()  # the socket already listens; requests wait for serve_forever
     try:

@@ -43,9 +43,10 @@ class Encoded:
 
 
 def _codes(values: pd.Series, categories: pd.Index | None = None) -> tuple[np.ndarray, pd.Index]:
-    cat = pd.Categorical(values, categories=categories) if categories is not None else pd.Categorical(values)
-    codes = np.asarray(cat.codes, dtype=np.int64)
-    return codes, pd.Index(cat.categories)
+    if categories is not None:
+        return np.asarray(categories.get_indexer(values), dtype=np.int64), categories  # -1: outside
+    cat = pd.Categorical(values)  # categories come sorted, so codes never depend on row order
+    return np.asarray(cat.codes, dtype=np.int64), pd.Index(cat.categories)
 
 
 def encode(answers: pd.DataFrame, labels: list[str] | None = None) -> Encoded:

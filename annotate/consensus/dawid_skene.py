@@ -33,7 +33,9 @@ class _Layout:
     def __init__(self, enc: Encoded):
         k = enc.n_labels
         self.k = k
-        order_t = np.argsort(enc.t, kind="stable")
+        # tidy tables usually come grouped by item: skip the sort when they already are
+        grouped = bool((np.diff(enc.t) >= 0).all())
+        order_t = np.arange(len(enc.t)) if grouped else np.argsort(enc.t, kind="stable")
         self.t_sorted_wy = (enc.w * k + enc.y)[order_t]
         # answers grouped by item; every encoded item has >= 1 answer so groups are non-empty
         self.t_starts = np.flatnonzero(np.r_[True, np.diff(enc.t[order_t]) != 0])

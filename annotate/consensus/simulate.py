@@ -1,7 +1,8 @@
 """Offline replay of a crowd dataset against a stopping policy, mirroring the harvester's loop.
 
-Each item's recorded answers are shuffled with a per-item seeded RNG, so an item's answer order
-depends only on (seed, item's index in sorted item order) and not on the policy. Every item first
+Each item's recorded answers are shuffled with a per-item seeded RNG keyed by (seed, crc32 of the
+item id), so an item's answer order depends only on the seed and the item itself: not on the
+policy, the row order, or which other items the dataset holds. Every item first
 gets `initial_assignments` answers; then rounds: the policy decides on the whole batch (all HITs
 closed, open=False, once their answers are in), "extend" items get `extend_by` more, until no
 item extends. When an item's recorded answers run out, the extra assignments stay unfilled, as a
@@ -11,6 +12,7 @@ as starved and stops extending it) but only answers received are paid for.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
@@ -45,7 +47,7 @@ class ReplayResult:
 
 
 def shuffled_answers(answers: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Answers with a per-item draw order `pos` (0 first), from rng([seed, item index])."""
+    """Answers with a per-item draw order `pos` (0 first), from rng([seed, crc32(item)])."""
     a = answers[["item", "worker", "label"]].astype(str).reset_index(drop=True)
     items = np.sort(a["item"].unique())
     idx = pd.Series(np.arange(len(items)), index=items)
@@ -55,8 +57,8 @@ def shuffled_answers(answers: pd.DataFrame, seed: int) -> pd.DataFrame:
     keys = np.empty(len(a))
     starts = np.flatnonzero(np.r_[True, np.diff(a["item_idx"].to_numpy()) != 0])
     ends = np.r_[starts[1:], len(a)]
-    for s, e, i in zip(starts, ends, a["item_idx"].to_numpy()[starts]):
-        keys[s:e] = np.random.default_rng([seed, int(i)]).random(e - s)
+    for s, e, item in zip(starts, ends, a["item"].to_numpy()[starts]):
+        keys[s:e] = np.random.default_rng([seed, zlib.crc32(str(item).encode("utf-8"))]).random(e - s)
     a["key"] = keys
     a = a.sort_values(["item_idx", "key"], kind="stable")
     a["pos"] = a.groupby("item_idx").cumcount()

@@ -23,9 +23,10 @@ import string
 import threading
 import urllib.request
 from html.parser import HTMLParser
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
 
+PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's preview value
 TEXT_TYPES = {"text", "email", "number", "search", "tel", "url", "date", "time", "datetime-local", "month",
               "week", "color", "range", "password"}
 
@@ -152,25 +153,17 @@ class SimulatedWorker:
         return f"SimulatedWorker({self.worker_id}, {kind})"
 
 
-class SimulatedCrowd:
-    def __init__(self, url: str, gold: Mapping[str, str] | None = None, workers: int = 30,
-                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0):
-        if workers < 1:
-            raise ValueError("a crowd needs at least one worker")
-        if not 0 <= spammer_share <= 1:
-            raise ValueError("spammer_share must be between 0 and 1")
+class HTTPCrowd:
+    """What every crowd shares: a kept-alive connection to the marketplace, the paged HIT listing,
+    accepting, reading the task page's form, submitting it, and a background loop.
+
+    Subclasses implement `work(limit=None) -> int` (one pass over the HITs on offer).
+    """
+
+    thread_name = "crowd"
+
+    def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.gold = dict(gold or {})
-        setup = random.Random(f"crowd-{seed}")
-        alphabet = string.ascii_uppercase + string.digits
-        spammers = set(setup.sample(range(workers), round(workers * spammer_share)))
-        self.workers = [SimulatedWorker("A" + "".join(setup.choice(alphabet) for _ in range(13)),
-                                        setup.uniform(*accuracy), i in spammers) for i in range(workers)]
-        self._rng = random.Random(f"crowd-answers-{seed}")
-        self._next = 0
-        self._done: set[tuple[str, str]] = set()
-        self._blocked: set[str] = set()
-        self.submissions: list[dict[str, Any]] = []
         split = urlsplit(self.url)
         self._netloc = split.netloc
         self._conn = http.client.HTTPConnection(split.hostname, split.port or 80, timeout=30)
@@ -178,6 +171,7 @@ class SimulatedCrowd:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: Exception | None = None
+        self.submissions: list[dict[str, Any]] = []
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -211,6 +205,124 @@ class SimulatedCrowd:
         request = urllib.request.Request(url, data=body, headers=hdrs, method=method)
         with urllib.request.urlopen(request, timeout=30) as response:  # an ExternalQuestion's own site
             return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(), response.url
+
+    # -- the worker's steps -----------------------------------------------------------------
+
+    def listing(self, worker_id: str | None = None, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every HIT on offer now, oldest first, fetched a page at a time as the caller goes."""
+        after: str | None = None
+        while True:
+            params = [("format", "json"), ("limit", str(page_size))]
+            params += [("after", after)] if after else []
+            params += [("workerId", worker_id)] if worker_id else []
+            status, _, body = self._request("GET", "/worker/?" + urlencode(params),
+                                            headers={"Accept": "application/json"})
+            if status != 200:
+                raise RuntimeError(f"HIT listing answered HTTP {status}: {body[:200]!r}")
+            page = json.loads(body)
+            yield from page["hits"]
+            after = page.get("next")
+            if not after:
+                return
+
+    def accept(self, hit_id: str, worker_id: str) -> tuple[dict[str, Any] | None, str]:
+        """Accept as `worker_id`: (the accepted assignment with its task `location`, "accepted"),
+        or (None, the marketplace's reason: WorkerBlocked, AlreadyWorkedOn, NoAssignmentsAvailable, ...)."""
+        form_body = urlencode({"hitId": hit_id, "workerId": worker_id}).encode()
+        status, _, body = self._request("POST", "/worker/accept", form_body,
+                                        {"Content-Type": "application/x-www-form-urlencoded",
+                                         "Accept": "application/json"})
+        got = json.loads(body)
+        if status != 303:
+            return None, got.get("error", f"HTTP {status}")
+        return got, "accepted"
+
+    def task_form(self, location: str) -> tuple[dict[str, Any], str]:
+        """The task page's answer form (the one carrying assignmentId) and the page's final URL."""
+        task_url = urljoin(self.url + "/", location)
+        status, headers, page, task_url = self._fetch("GET", task_url)
+        while status in (301, 302, 303, 307) and "location" in headers:  # ExternalQuestion
+            task_url = urljoin(task_url, headers["location"])
+            status, headers, page, task_url = self._fetch("GET", task_url)
+        if status != 200:
+            raise RuntimeError(f"task page {task_url} answered HTTP {status}")
+        forms = parse_forms(page.decode("utf-8", errors="replace"))
+        if not forms:
+            raise RuntimeError(f"task page {task_url} has no <form>")
+        form = next((f for f in forms if any(c["name"] == "assignmentId" for c in f["controls"])), forms[0])
+        return form, task_url
+
+    def preview_form(self, hit_id: str) -> tuple[dict[str, Any], str]:
+        """The form a worker sees before accepting (MTurk's preview, assignmentId not available)."""
+        return self.task_form("/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit_id}))
+
+    def submit_form(self, form: dict[str, Any], fields: list[tuple[str, str]], task_url: str) -> None:
+        """Send the filled form where the browser would: its action, resolved against the page."""
+        action = urljoin(task_url, form["action"] or task_url)
+        if urlsplit(action).netloc != self._netloc and urlsplit(action).path.endswith("/mturk/externalSubmit"):
+            # Pages usually aim the form at turkSubmitTo from script; we cannot run script.
+            action = self.url + "/mturk/externalSubmit"
+        method = "POST" if form["method"] == "post" else "GET"
+        if method == "GET":
+            action = action.split("?")[0] + "?" + urlencode(fields)
+        status, _, body, _ = self._fetch(method, action, fields if method == "POST" else None,
+                                         {"Accept": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"submitting to {action} answered HTTP {status}: {body[:200]!r}")
+
+    # -- running ----------------------------------------------------------------------------
+
+    def work(self, limit: int | None = None) -> int:
+        raise NotImplementedError
+
+    def start(self, interval: float = 0.05) -> "HTTPCrowd":
+        """Keep working in a background thread until stop()."""
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.work()
+                except Exception as exc:  # keep it for stop() to raise in the caller's thread
+                    self.error = exc
+                    return
+                self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=loop, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._conn.close()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise RuntimeError(f"the {self.thread_name} failed: {error}") from error
+
+
+class SimulatedCrowd(HTTPCrowd):
+    thread_name = "simulated crowd"
+
+    def __init__(self, url: str, gold: Mapping[str, str] | None = None, workers: int = 30,
+                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0):
+        if workers < 1:
+            raise ValueError("a crowd needs at least one worker")
+        if not 0 <= spammer_share <= 1:
+            raise ValueError("spammer_share must be between 0 and 1")
+        super().__init__(url)
+        self.gold = dict(gold or {})
+        setup = random.Random(f"crowd-{seed}")
+        alphabet = string.ascii_uppercase + string.digits
+        spammers = set(setup.sample(range(workers), round(workers * spammer_share)))
+        self.workers = [SimulatedWorker("A" + "".join(setup.choice(alphabet) for _ in range(13)),
+                                        setup.uniform(*accuracy), i in spammers) for i in range(workers)]
+        self._rng = random.Random(f"crowd-answers-{seed}")
+        self._next = 0
+        self._done: set[tuple[str, str]] = set()
+        self._blocked: set[str] = set()
 
     # -- choosing ---------------------------------------------------------------------------
 
@@ -325,37 +437,13 @@ class SimulatedCrowd:
 
     def _do(self, worker: SimulatedWorker, hit: dict[str, Any]) -> str:
         """Accept, read, answer and submit one assignment. Returns "submitted", or why not."""
-        form_body = urlencode({"hitId": hit["hitId"], "workerId": worker.worker_id}).encode()
-        status, headers, body = self._request("POST", "/worker/accept", form_body,
-                                              {"Content-Type": "application/x-www-form-urlencoded",
-                                               "Accept": "application/json"})
-        if status != 303:
-            return json.loads(body).get("error", f"HTTP {status}")
-        task_url = urljoin(self.url + "/", headers["location"])
-        status, headers, page, task_url = self._fetch("GET", task_url)
-        while status in (301, 302, 303, 307) and "location" in headers:  # ExternalQuestion
-            task_url = urljoin(task_url, headers["location"])
-            status, headers, page, task_url = self._fetch("GET", task_url)
-        if status != 200:
-            raise RuntimeError(f"task page {task_url} answered HTTP {status}")
-        forms = parse_forms(page.decode("utf-8", errors="replace"))
-        if not forms:
-            raise RuntimeError(f"task page {task_url} has no <form>")
-        form = next((f for f in forms if any(c["name"] == "assignmentId" for c in f["controls"])), forms[0])
-        accepted = json.loads(body)
+        accepted, outcome = self.accept(hit["hitId"], worker.worker_id)
+        if accepted is None:
+            return outcome
+        form, task_url = self.task_form(accepted["location"])
         gold = self.gold.get(hit.get("requesterAnnotation") or "")
         fields, record = self.fill(worker, form, accepted["assignmentId"], gold)
-        action = urljoin(task_url, form["action"] or task_url)
-        if urlsplit(action).netloc != self._netloc and urlsplit(action).path.endswith("/mturk/externalSubmit"):
-            # Pages usually aim the form at turkSubmitTo from script; we cannot run script.
-            action = self.url + "/mturk/externalSubmit"
-        method = "POST" if form["method"] == "post" else "GET"
-        if method == "GET":
-            action = action.split("?")[0] + "?" + urlencode(fields)
-        status, _, _, _ = self._fetch(method, action, fields if method == "POST" else None,
-                                      {"Accept": "application/json"})
-        if status != 200:
-            raise RuntimeError(f"submitting to {action} answered HTTP {status}")
+        self.submit_form(form, fields, task_url)
         self.submissions.append({"worker_id": worker.worker_id, "hit_id": hit["hitId"],
                                  "assignment_id": accepted["assignmentId"], "gold": gold, **record,
                                  "correct": None if gold is None else record["answer"] == gold})
@@ -364,11 +452,8 @@ class SimulatedCrowd:
     def work(self, limit: int | None = None) -> int:
         """One pass: take every assignment slot available now and submit. Returns how many."""
         with self._lock:
-            status, _, body = self._request("GET", "/worker/?format=json", headers={"Accept": "application/json"})
-            if status != 200:
-                raise RuntimeError(f"HIT listing answered HTTP {status}")
             submitted = 0
-            for hit in json.loads(body)["hits"]:
+            for hit in self.listing():
                 for _ in range(hit["assignmentsAvailable"]):
                     if limit is not None and submitted >= limit:
                         return submitted
@@ -389,30 +474,3 @@ class SimulatedCrowd:
                     else:
                         break  # no worker left for this HIT, or no slot left
             return submitted
-
-    def start(self, interval: float = 0.05) -> "SimulatedCrowd":
-        """Keep working in a background thread until stop()."""
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.work()
-                except Exception as exc:  # keep it for stop() to raise in the caller's thread
-                    self.error = exc
-                    return
-                self._stop.wait(interval)
-
-        self._thread = threading.Thread(target=loop, name="simulated-crowd", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._conn.close()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise RuntimeError(f"the simulated crowd failed: {error}") from error

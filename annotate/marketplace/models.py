@@ -663,16 +663,27 @@ class Marketplace:
 
     # -- worker side ------------------------------------------------------------------------
 
-    def available_hits(self, worker_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """HITs a worker could accept now, oldest first (for the worker pages and the crowd)."""
+    def available_hits(self, worker_id: str | None = None, limit: int = 1000,
+                       after: str | None = None) -> list[dict[str, Any]]:
+        """HITs a worker could accept now, oldest first (for the worker pages and the crowd).
+
+        `after` (a HIT id) pages: only HITs posted after that one. Keyset paging, so a crowd that
+        submits while it pages neither skips nor repeats a HIT.
+        """
         with self.operation() as (conn, now):
             args: list[Any] = [now]
             extra = ""
+            if after:
+                row = conn.execute("SELECT seq FROM hits WHERE hit_id = ?", (after,)).fetchone()
+                if row is None:
+                    raise WorkerError(400, f"There is no HIT {after} to list after.", "HITNotFound")
+                extra += " AND h.seq > ?"
+                args.append(row["seq"])
             if worker_id:
                 if conn.execute("SELECT 1 FROM worker_blocks WHERE worker_id = ?", (worker_id,)).fetchone():
                     return []
-                extra = (" AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id AND a.worker_id = ? "
-                         "AND a.status != ?)")
+                extra += (" AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id AND a.worker_id = ? "
+                          "AND a.status != ?)")
                 args += [worker_id, ABANDONED]
             rows = conn.execute(
                 "SELECT h.*, t.title, t.description, t.keywords, t.reward, t.assignment_duration, "

@@ -206,6 +206,13 @@ class MTurkResponses:
     def _headers() -> dict[str, str]:
         return {"Content-Type": CONTENT_TYPE, "x-amzn-RequestId": str(uuid.uuid4())}
 
+    def error(self, status: int, error_type: str, message: str,
+              turk_error_code: str | None) -> tuple[int, dict[str, str], bytes]:
+        """An error answer in MTurk's JSON shape (also for faults the server injects)."""
+        if turk_error_code:
+            message = f"{message} ({int(self.backend.now() * 1000)})"
+        return self._error_body(status, error_type, message, turk_error_code)
+
     def _error_body(self, status: int, error_type: str, message: str,
                     turk_error_code: str | None) -> tuple[int, dict[str, str], bytes]:
         body: dict[str, Any] = {"__type": error_type, "Message": message}

@@ -1,21 +1,32 @@
-"""The marketplace's HTTP server: the requester API on `POST /`, worker pages elsewhere.
+"""The marketplace's HTTP server: the requester API on `POST /`, worker pages elsewhere,
+registered local media under `/media/`.
 
-    srv = MarketplaceServer(db_path, host="127.0.0.1", port=0, clock=None).start()
+    srv = MarketplaceServer(db_path, host="127.0.0.1", port=0, clock=None,
+                            faults=None, media_roots=()).start()
     boto3.client("mturk", endpoint_url=srv.url, region_name="us-east-1", ...)
     srv.stop()
+
+`faults` (a SPEC string or FaultSpec; see faults.py) makes the requester API slow and unreliable
+on purpose. Without the argument the server reads ANNOTATE_MARKETPLACE_FAULTS, so the marketplace
+that annotate embeds in each command honours it too; `faults=""` turns faults off whatever the
+environment says.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
+from annotate.marketplace.faults import ENV_VAR, Faults, FaultSpec
+from annotate.marketplace.media import MediaFiles
 from annotate.marketplace.models import Marketplace
 from annotate.marketplace.responses import MTurkResponses, service_model
 from annotate.marketplace.worker import WorkerSite, parse_form
@@ -62,7 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
             split = urlsplit(self.path)
             target = self.headers.get("X-Amz-Target")
             if self.command == "POST" and target is not None and split.path == "/":
-                self._send(*marketplace.responses.dispatch(target, body))
+                self._requester_call(target, body)
+                return
+            media = marketplace.media.handle(self.command, split.path)
+            if media is not None:
+                self._send(*media)
                 return
             form = parse_form(self.headers.get("Content-Type") or "", body) if self.command == "POST" else []
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
@@ -79,6 +94,28 @@ class _Handler(BaseHTTPRequestHandler):
                        b'{"__type": "ServiceFault", "Message": "Internal error in the marketplace emulator.", '
                        b'"TurkErrorCode": "AWS.MechanicalTurk.InternalError"}')
 
+    def _requester_call(self, target: str, body: bytes) -> None:
+        marketplace = self.server.marketplace
+        faults = marketplace.faults
+        if faults is None:
+            self._send(*marketplace.responses.dispatch(target, body))
+            return
+        if faults.spec.latency:
+            time.sleep(faults.spec.latency)
+        kind = faults.draw()
+        if kind == "throttle":
+            self._send(*marketplace.responses.error(400, "ThrottlingException", "Rate exceeded", None))
+        elif kind == "error":
+            # botocore retries a 503 ServiceUnavailable; MTurk's ServiceFault shape, with its code.
+            self._send(*marketplace.responses.error(
+                503, "ServiceUnavailable", "Amazon Mechanical Turk is temporarily unavailable. Try your call again.",
+                "AWS.MechanicalTurk.ServiceUnavailable"))
+        elif kind == "drop":
+            marketplace.responses.dispatch(target, body)  # the write happens ...
+            self.close_connection = True  # ... and the answer is lost: close without a byte
+        else:
+            self._send(*marketplace.responses.dispatch(target, body))
+
     do_GET = do_POST = do_HEAD = _handle
 
 
@@ -94,7 +131,13 @@ class MarketplaceServer:
     """An MTurk-compatible marketplace on 127.0.0.1 (the requester API and the worker pages)."""
 
     def __init__(self, db_path: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 clock: Callable[[], float] | None = None, verbose: bool = False):
+                 clock: Callable[[], float] | None = None, verbose: bool = False,
+                 faults: str | FaultSpec | None = None, media_roots: Sequence[str | Path] = ()):
+        if faults is None:
+            faults = os.environ.get(ENV_VAR, "")
+        spec = faults if isinstance(faults, FaultSpec) else FaultSpec.parse(faults)
+        self.faults: Faults | None = Faults(spec) if spec.active else None
+        self.media = MediaFiles(media_roots)
         self.backend = Marketplace(db_path, clock=clock)
         self.responses = MTurkResponses(self.backend)
         self.site = WorkerSite(self.backend)
@@ -112,6 +155,14 @@ class MarketplaceServer:
     @property
     def worker_url(self) -> str:
         return self.url + "/worker/"
+
+    def add_media_root(self, root: str | Path) -> str:
+        """Serve the files under `root`; returns the URL prefix they are served under."""
+        return f"{self.url}/media/{self.media.add_root(root)}/"
+
+    def media_url(self, file: str | Path) -> str:
+        """The URL of a file under a registered media root."""
+        return self.url + self.media.url_path(file)
 
     def inject_fault(self, operation: str | None = None, error: str = "ServiceFault", times: int = 1) -> None:
         """Fail the next `times` calls of `operation` (None: any) with ServiceFault or ThrottlingException."""

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MAX_LISTING = 1000
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -86,11 +87,12 @@ class WorkerSite:
     def handle(self, method: str, path: str, query: list[tuple[str, str]], form: list[tuple[str, str]],
                headers: Mapping[str, str], base_url: str) -> Response | None:
         """Route one request; None when the path is not a worker page."""
-        wants_json = "application/json" in (headers.get("Accept") or "")
+        wants_json = "application/json" in (headers.get("Accept") or "") or dict(query).get("format") == "json"
         q = dict(query)
         try:
             if method == "GET" and path in ("/", "/worker", "/worker/"):
-                return self.index(q.get("workerId"), q.get("format") == "json" or wants_json)
+                return self.index(q.get("workerId"), q.get("format") == "json" or wants_json,
+                                  q.get("after"), q.get("limit"))
             if method == "GET" and path == "/worker/preview":
                 return self.preview(q.get("hitId", ""))
             if method == "POST" and path == "/worker/accept":
@@ -106,15 +108,34 @@ class WorkerSite:
             return _error(exc, wants_json)
         return None
 
-    def index(self, worker_id: str | None, as_json: bool) -> Response:
-        hits = self.backend.available_hits(worker_id)
+    def index(self, worker_id: str | None, as_json: bool, after: str | None = None,
+              limit: str | None = None) -> Response:
+        """The HITs on offer, oldest first, a page at a time (`limit`, at most 1000; `after`: the
+        last HIT id of the previous page). JSON carries `next` when another page follows."""
+        if limit is None:
+            size = MAX_LISTING
+        elif limit.isdigit() and 1 <= int(limit) <= MAX_LISTING:
+            size = int(limit)
+        else:
+            raise WorkerError(400, f"limit must be a whole number from 1 to {MAX_LISTING}, not {limit!r}.",
+                              "InvalidLimit")
+        # One more than asked tells whether another page follows without a second query.
+        hits = self.backend.available_hits(worker_id, size + 1, after or None)
+        more = len(hits) > size
+        hits = hits[:size]
         if as_json:
-            return _json({"hits": hits})
+            page: dict[str, Any] = {"hits": hits}
+            if more:
+                page["next"] = hits[-1]["hitId"]
+            return _json(page)
         rows = "".join(
             f"<tr><td><a href=\"/worker/preview?hitId={escape(h['hitId'])}\">{escape(h['title'])}</a></td>"
             f"<td>${escape(h['reward'])}</td><td>{h['assignmentsAvailable']}</td></tr>" for h in hits)
         body = ("<table><tr><th>Title</th><th>Reward</th><th>Assignments available</th></tr>" + rows + "</table>"
                 if hits else "<p>No HITs are available right now.</p>")
+        if more:
+            params = [("after", hits[-1]["hitId"]), ("limit", str(size))] + ([("workerId", worker_id)] if worker_id else [])
+            body += f"<p><a rel=\"next\" href=\"{escape('/worker/?' + urlencode(params))}\">More HITs</a></p>"
         return _page("Available HITs", body)
 
     def preview(self, hit_id: str) -> Response:

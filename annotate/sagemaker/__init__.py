@@ -14,7 +14,8 @@ Library first: each `annotate train|deploy|predict|teardown` command is one func
 from annotate.sagemaker.aws import TrainingPlan, plan_training, require_credentials, run_training
 from annotate.sagemaker.deploy import (DeployPlan, TeardownStep, deploy_aws, deploy_local, plan_deploy,
                                        prepare_deploy_aws, teardown, teardown_steps)
-from annotate.sagemaker.local import TrainingFailed, TrainingResult, latest_job, load_job, train_local
+from annotate.sagemaker.local import (TrainingFailed, TrainingResult, latest_job, load_job, train_local,
+                                     train_local_from_export)
 from annotate.sagemaker.predict import Prediction, count_objects, draw_boxes, predict
 from annotate.sagemaker.segmentation import SegmentationChannels, segmentation_channels
 from annotate.sagemaker.settings import (ALGORITHMS, BUILTINS, FRAMEWORKS, TrainingSettings,
@@ -25,5 +26,5 @@ __all__ = [
     "TrainingFailed", "TrainingPlan", "TrainingResult", "TrainingSettings", "batch_training_settings",
     "count_objects", "deploy_aws", "deploy_local", "draw_boxes", "image_uri", "latest_job", "load_job",
     "plan_deploy", "plan_training", "predict", "prepare_deploy_aws", "require_credentials", "run_training",
-    "segmentation_channels", "teardown", "teardown_steps", "train_local",
+    "segmentation_channels", "teardown", "teardown_steps", "train_local", "train_local_from_export",
 ]

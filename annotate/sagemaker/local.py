@@ -229,3 +229,13 @@ def _pack_model(work: Path) -> Path:
         for path in sorted((work / "model").iterdir()):
             archive.add(path, arcname=path.name)
     return artifact
+
+
+def train_local_from_export(ws, batch_name: str, export: Any, *, algorithm: str | None = None,
+                            settings: TrainingSettings | dict | None = None, **options: Any) -> TrainingResult:
+    """train_local for a stored batch: its [training] settings come from the store unless given."""
+    if settings is None:
+        from annotate.sagemaker.settings import batch_training_settings
+
+        settings = batch_training_settings(ws, batch_name)
+    return train_local(ws.home, export, settings, algorithm=algorithm, batch=batch_name, **options)

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate.consensus import DawidSkene, get_policy
+from annotate.consensus.simulate import replay, shuffled_answers
+from annotate.consensus.synthetic import synthetic_crowd
+from annotate.datasets import load_crowd_dataset
+from annotate.fees import assignment_cost
+from decimal import Decimal
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "crowd-data"
+
+
+@pytest.fixture(scope="module")
+def crowd():
+    answers, truth, _ = synthetic_crowd(n_items=200, per_item=6, n_workers=25, n_labels=2, seed=5)
+    return answers, truth.rename("label").reset_index()
+
+
+def test_replay_is_deterministic_per_seed(crowd):
+    answers, truth = crowd
+    p = get_policy("adaptive")
+    a = replay(p, answers, truth, seed=3)
+    b = replay(p, answers.sample(frac=1.0, random_state=1), truth, seed=3)  # row order must not matter
+    pd.testing.assert_frame_equal(a.labels, b.labels)
+    assert a.summary() == b.summary()
+    c = replay(p, answers, truth, seed=4)
+    assert not c.labels["answers"].equals(a.labels["answers"]) or c.accuracy != a.accuracy
+
+
+def test_shuffle_is_per_item(crowd):
+    answers, _ = crowd
+    s1 = shuffled_answers(answers, 0)
+    s2 = shuffled_answers(answers[answers["item"] != "i000000"], 0)
+    # dropping one item leaves every other item's order unchanged
+    key = ["item", "pos"]
+    merged = s1[s1["item"] != "i000000"].merge(s2, on=key, suffixes=("", "_2"))
+    assert (merged["worker"] == merged["worker_2"]).all() and len(merged) == len(s2)
+
+
+def test_agree_replay_counts_and_cost(crowd):
+    answers, truth = crowd
+    r = replay(get_policy("agree"), answers, truth, seed=0)
+    assert (r.labels["answers"] >= 2).all() and (r.labels["answers"] <= 6).all()
+    # every labelled item has two agreeing votes among its answers
+    assert r.answers_per_item == pytest.approx(r.labels["answers"].mean())
+    assert r.cost == assignment_cost(Decimal("0.05"), 9) * int(r.labels["answers"].sum())
+    assert r.fraction_bought == pytest.approx(r.labels["answers"].sum() / len(answers))
+
+
+def test_running_out_of_answers_starves_an_item():
+    # 3 answers, all different: agree keeps extending until the data runs out
+    answers = pd.DataFrame({"item": ["i"] * 3, "worker": ["a", "b", "c"], "label": ["x", "y", "z"]})
+    r = replay(get_policy("agree"), answers, seed=0)
+    assert r.starved == 1 and r.unresolved == 1
+    assert r.labels.loc[0, "answers"] == 3 and r.rounds == 3
+
+
+def test_fixed_policy_buys_exactly_n(crowd):
+    answers, truth = crowd
+    r = replay(get_policy("fixed", assignments=3, aggregator="dawid_skene"), answers, truth, seed=1)
+    assert (r.labels["answers"] == 3).all() and r.rounds == 1
+
+
+@pytest.mark.skipif(not (DATA / "temp").is_dir(), reason="shared crowd data not present")
+def test_default_policy_meets_target_on_temp():
+    ds = load_crowd_dataset(DATA / "temp")
+    ds_all = (DawidSkene().fit_predict(ds.answers).reindex(ds.truth["item"]).to_numpy() == ds.truth["label"].to_numpy()).mean()
+    for seed in (0, 1):
+        default = replay(get_policy(None), ds.answers, ds.truth, seed=seed)
+        tutorial = replay(get_policy("agree"), ds.answers, ds.truth, seed=seed)
+        assert default.accuracy >= ds_all - 0.01, (seed, default.accuracy, ds_all)
+        assert default.fraction_bought <= 0.40
+        assert default.accuracy >= tutorial.accuracy
