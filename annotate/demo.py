@@ -8,6 +8,7 @@ hidden gold column; annotate itself talks to the marketplace with boto3, as it w
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from annotate.fees import format_money
 from annotate.harvest import harvest
 from annotate.post import post_batch
 from annotate.store import Store
+from annotate.tasktypes import get_task_type
 from annotate.workspace import Workspace
 
 EXAMPLES = ("digits", "iris")
@@ -92,10 +94,13 @@ def run_demo(
     exported = export_batch(ws, batch.name, root / "exports", split=0.8, seed=seed)
     store = Store(ws.store_path)
     labels = store.labels(batch.name)
-    gold = {i.id: i.gold for i in batch.items}
+    task_type = get_task_type(batch.task_type)
+    gold = {i.id: task_type.parse_gold(i.gold) for i in batch.items if i.gold is not None}
     labelled = {k: v for k, v in labels.items() if v["status"] == "labelled"}
-    correct = sum(1 for k, v in labelled.items() if gold.get(k) is not None and v["label"] == gold[k])
-    scored = sum(1 for k in labelled if gold.get(k) is not None)
+    # Accuracy against the hidden gold: exact for classification, the type's own score otherwise
+    # (e.g. box IoU, mask IoU, span F1).
+    correct = sum(task_type.score(json.loads(v["value"]), gold[k]) for k, v in labelled.items() if k in gold)
+    scored = sum(1 for k in labelled if k in gold)
     money = store.money(batch.name)
     counts = store.assignment_counts(batch.name)
     summary = {
@@ -118,7 +123,7 @@ def run_demo(
         "api_calls": store.api_calls(batch.name),
         "seconds": round(harvest_seconds, 2),
     }
-    if train:
+    if train and task_type.single_label:
         summary.update(_train(ws, batch.name, exported))
     return summary
 

@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from annotate.errors import UserError
 from annotate.store import Store
+from annotate.tasktypes import TaskSpec, get_task_type
 from annotate.workspace import Workspace
 
 FORMATS = ("manifest", "csv")
@@ -47,28 +48,38 @@ class ExportResult:
 
 
 def labelled_frame(store: Store, batch_name: str) -> tuple[dict, pd.DataFrame]:
-    """One row per labelled item: id, input columns (minus gold), label, label_index, confidence, answers."""
+    """One row per labelled item: id, input columns (minus gold), label, label_index (single-label
+    tasks), confidence, answers; `_value` and `_decided_at` ride along for the manifest."""
     batch = store.get_batch(batch_name)
     if batch is None:
         raise UserError(f"no batch named {batch_name!r} (known: {', '.join(store.batch_names()) or 'none'})")
+    task_type = get_task_type(batch["task_type"])
     labels = store.labels(batch_name)
     index = {name: i for i, name in enumerate(batch["labels"])}
     rows = []
     for item in store.items(batch_name):
         decided = labels.get(item["item_id"])
-        if not decided or decided["status"] != "labelled" or decided["label"] is None:
+        if not decided or decided["status"] != "labelled" or decided["value"] is None:
             continue
+        value = json.loads(decided["value"])
         data = json.loads(item["data"])
         row = {"id": item["item_id"], **{k: v for k, v in data.items() if k != "id"}}
-        row.update(label=decided["label"], label_index=index[decided["label"]],
-                   confidence=round(float(decided["confidence"] or 0.0), 4), answers=int(decided["answers"] or 0),
-                   _decided_at=decided["decided_at"])
+        row["label"] = task_type.csv_value(value)
+        if task_type.single_label:
+            row["label_index"] = index[value]
+        row.update(confidence=round(float(decided["confidence"] or 0.0), 4), answers=int(decided["answers"] or 0),
+                   _decided_at=decided["decided_at"], _value=value)
         rows.append(row)
     return batch, pd.DataFrame(rows)
 
 
+PRIVATE = ("_decided_at", "_value")
+RESULT_COLUMNS = ("id", "label", "label_index", "confidence", "answers", *PRIVATE)
+
+
 def manifest_line(batch: dict, row: dict, data_columns: list[str]) -> dict:
-    attr = batch["label_attribute"]
+    task_type = get_task_type(batch["task_type"])
+    spec = TaskSpec.from_batch_row(batch)
     line: dict = {}
     if row.get("source-ref") not in (None, ""):
         ref = str(row["source-ref"])
@@ -79,15 +90,9 @@ def manifest_line(batch: dict, row: dict, data_columns: list[str]) -> dict:
         line["source"] = str(row["source"])
     else:
         line["source"] = json.dumps({k: row[k] for k in data_columns}, sort_keys=True, default=str)
-    line[attr] = int(row["label_index"])
-    line[f"{attr}-metadata"] = {
-        "class-name": row["label"],
-        "confidence": round(float(row["confidence"]), 2),
-        "type": f"groundtruth/{batch['task_type']}",
-        "job-name": f"labeling-job/{batch['name']}",
-        "human-annotated": "yes",
-        "creation-date": _gt_date(row.get("_decided_at")),
-    }
+    meta = {"job-name": f"labeling-job/{batch['name']}", "human-annotated": "yes",
+            "creation-date": _gt_date(row.get("_decided_at"))}
+    line.update(task_type.manifest_entries(spec, row["_value"], float(row["confidence"]), meta))
     return line
 
 
@@ -141,7 +146,7 @@ def export_batch(
     out = Path(out_dir)
     result = ExportResult(batch=batch_name, label_attribute=batch["label_attribute"], labels=list(batch["labels"]),
                           n_items=len(frame))
-    data_columns = [c for c in frame.columns if c not in ("id", "label", "label_index", "confidence", "answers", "_decided_at")]
+    data_columns = [c for c in frame.columns if c not in RESULT_COLUMNS]
     parts = {"": frame}
     if split is not None:
         train, val = split_frame(frame, split, seed)
@@ -158,7 +163,7 @@ def export_batch(
             result.files.append(path)
         if "csv" in formats:
             path = out / f"{stem}.csv"
-            _write_atomic(path, df.drop(columns=["_decided_at"]).to_csv(index=False))
+            _write_atomic(path, df.drop(columns=list(PRIVATE)).to_csv(index=False))
             setattr(result, f"{part}_csv" if part else "csv", path)
             result.files.append(path)
     return result

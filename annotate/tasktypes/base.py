@@ -55,6 +55,14 @@ class TaskType:
         `meta` holds job-name, creation-date and human-annotated, shared by every type."""
         raise NotImplementedError
 
+    def score(self, value: Any, gold: Any) -> float:
+        """How right a consolidated value is against a gold one, 0..1 (the demo's accuracy)."""
+        return float(value == gold)
+
+    def parse_gold(self, gold: str) -> Any:
+        """The gold column's text as a value comparable with consolidated ones."""
+        return gold
+
     def csv_value(self, value: Any) -> str:
         """How the consolidated value appears in the CSV export's `label` column."""
         import json
