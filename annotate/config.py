@@ -259,6 +259,8 @@ def load_batch(batch_dir: str | Path) -> Batch:
 
     budget = config.get("budget", {})
     budget_usd = parse_reward(budget["max_usd"], file, "budget.max_usd") if "max_usd" in budget else None
+    if "account_max_usd" in budget:
+        parse_reward(budget["account_max_usd"], file, "budget.account_max_usd")
 
     template = _require_str(b, "template", "batch", file)
     items_name = _require_str(b, "items", "batch", file, default=_default_items(root))

@@ -32,6 +32,7 @@ import botocore.exceptions
 import pandas as pd
 
 from annotate.answers import AnswerError, parse_question_form_answers
+from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
 from annotate.consensus import Decision, get_policy
 from annotate.errors import UserError
@@ -137,6 +138,7 @@ class Harvester:
         self.task_type = get_task_type(batch["task_type"])
         self.spec = TaskSpec.from_batch_row(batch)
         self.result = HarvestResult(batch=self.name)
+        self._budget: Budget | None = None
 
     def run(self) -> HarvestResult:
         try:
@@ -240,7 +242,7 @@ class Harvester:
             hit = s["hit"]
             if decision.action == "extend":
                 extend_by = min(decision.extend_by, self.policy.max_assignments - hit["max_assignments"])
-                if extend_by > 0 and self._affordable(hit, extend_by, pending=to_extend):
+                if extend_by > 0 and self._affordable(hit, extend_by):
                     to_extend.append((hit, extend_by))
                     rows.append(self._label_row(s["item"], "pending", decision))
                     continue
@@ -313,20 +315,18 @@ class Harvester:
             for w, s in learned.items()])
 
     # ------------------------------------------------------------------ buying more
-    def _affordable(self, hit: dict, extend_by: int, pending: list) -> bool:
-        budget = self.batch.get("budget_usd")
-        if not budget:
-            return True
+    def _affordable(self, hit: dict, extend_by: int) -> bool:
+        """Within the batch and account budgets, counting what this pass has already queued."""
+        if self._budget is None:
+            self._budget = Budget.load(self.store, self.name, *caps_from_config(self.batch["config"]))
         reward = Decimal(self.batch["reward"])
-        masters = bool(self.batch.get("masters"))
-        money = self.store.money(self.name)
-        queued = sum(assignment_cost(reward, h["max_assignments"] + n, masters) * n for h, n in pending)
         # The fee tier follows the HIT's MaxAssignments; the added slots pay the new tier.
-        cost = assignment_cost(reward, hit["max_assignments"] + extend_by, masters) * extend_by
-        if money["spent"] + money["committed"] + queued + cost > Decimal(budget):
+        cost = assignment_cost(reward, hit["max_assignments"] + extend_by, bool(self.batch.get("masters"))) * extend_by
+        if not self._budget.allows(cost):
             self.store.event(self.name, "over-budget", item=hit["item_id"], cost=format_money(cost))
             self.result.over_budget += 1
             return False
+        self._budget = self._budget.spend(cost)
         return True
 
     def _extend(self, to_extend: list[tuple[dict, int]]) -> None:

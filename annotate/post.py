@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from annotate.config import Batch, load_batch
+from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
 from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
@@ -115,14 +116,9 @@ def post_batch(
     estimate = unit * initial * len(to_post)
     result = PostResult(batch=batch.name, target=target, hit_type_id=stored.get("hit_type_id") if stored else None,
                         items=len(batch.items), already_posted=len(posted_items), estimate_usd=estimate, dry_run=dry_run)
-    if batch.budget_usd is not None:
-        money = store.money(batch.name) if stored else {"spent": Decimal(0), "committed": Decimal(0)}
-        if money["spent"] + money["committed"] + estimate > batch.budget_usd:
-            raise BudgetExceeded(
-                f"posting {len(to_post)} HIT(s) × {initial} assignment(s) costs ${format_money(estimate)} "
-                f"(reward ${batch.hit.reward} + fee); with ${format_money(money['spent'] + money['committed'])} "
-                f"already spent or committed that passes the budget of ${format_money(batch.budget_usd)}",
-                file=str(batch.dir / "batch.toml"), field="budget.max_usd")
+    Budget.load(store, batch.name, *caps_from_config(batch.config)).require(
+        estimate, f"posting {len(to_post)} HIT(s) × {initial} assignment(s) at ${batch.hit.reward} + fee",
+        file=str(batch.dir / "batch.toml"))
     if not to_post:
         return result
 

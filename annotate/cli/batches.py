@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from annotate.cli._common import wide_console, emit_json, endpoint_option, json_option, target_option, yes_option
+from annotate.errors import UserError
 from annotate.fees import format_money
 
 err = Console(stderr=True)
@@ -17,8 +19,17 @@ out = wide_console()
 
 
 def _confirm(yes: bool):
+    return _confirm_or_refuse(yes)
+
+
+def _confirm_or_refuse(yes: bool):
+    """Ask on a terminal; without one (cron), refuse unless --yes was given."""
     def ask(question: str) -> bool:
-        return yes or click.confirm(question, default=False, err=True)
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UserError(f"{question} needs confirmation: add --yes to run it unattended")
+        return click.confirm(question, default=False, err=True)
 
     return ask
 
@@ -34,16 +45,17 @@ def _progress(description: str, enabled: bool = True) -> Progress:
 @endpoint_option
 @yes_option
 @click.option("--dry-run", is_flag=True, help="Validate, render, estimate the cost and check the balance; post nothing.")
+@click.option("--concurrency", type=int, default=None, help="API calls in flight [env ANNOTATE_CONCURRENCY; default 8].")
 @json_option
 @click.pass_obj
-def post(ws, batch_dir, target, endpoint_url, yes, dry_run, as_json):
+def post(ws, batch_dir, target, endpoint_url, yes, dry_run, concurrency, as_json):
     """Post a batch: one HIT per item (a re-run never posts an item twice)."""
     from annotate.post import post_batch
 
     with _progress("Creating HITs", not as_json) as bar:
         task = bar.add_task("Creating HITs", total=None)
         result = post_batch(ws, batch_dir, target=target, endpoint_url=endpoint_url, confirm=_confirm(yes),
-                            dry_run=dry_run, progress=lambda n, total: bar.update(task, completed=n, total=total))
+                            dry_run=dry_run, concurrency=concurrency, progress=lambda n, total: bar.update(task, completed=n, total=total))
     summary = {
         "batch": result.batch, "target": result.target, "hit_type_id": result.hit_type_id, "items": result.items,
         "created": result.created, "recovered": result.recovered, "already_posted": result.already_posted,
@@ -90,13 +102,16 @@ def _result_json(r) -> dict:
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes with --watch.")
 @click.option("--timeout", type=float, default=None, help="Give up watching after this many seconds.")
 @click.option("--wait", "wait_for_lock", is_flag=True, help="If another harvest is running, wait for it instead of exiting.")
+@click.option("--concurrency", type=int, default=None, help="API calls in flight [env ANNOTATE_CONCURRENCY; default 8].")
+@yes_option
 @json_option
 @click.pass_obj
-def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, as_json):
+def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, concurrency, yes, as_json):
     """Harvest answers: store, approve, reach consensus, buy more assignments. One pass (for cron) unless --watch."""
     from annotate.harvest import HarvestBusy, harvest as run_pass, harvest_until_done
 
-    kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock)
+    kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock, concurrency=concurrency,
+                  confirm=_confirm_or_refuse(yes))
     try:
         if watch:
             def show(results):

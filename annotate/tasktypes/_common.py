@@ -1,0 +1,82 @@
+"""Helpers the structured task types share: reading a JSON answer field, numbers, vote maths."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from annotate.answers import AnswerError, task_answers
+from annotate.tasktypes.base import TaskSpec
+
+# Default palette for class colours (mask PNGs, box outlines). Index 0 is the background, white
+# as in Ground Truth's internal-color-map; classes follow in the order of the task's labels.
+BACKGROUND_HEX = "#ffffff"
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+           "#e6550d", "#31a354", "#756bb1", "#636363"]
+
+
+def class_colors(labels: list[str]) -> list[str]:
+    """Hex colours by class index: 0 background, then one per label (cycling if there are many)."""
+    if len(labels) > len(PALETTE):
+        raise ValueError(f"at most {len(PALETTE)} classes have distinct colours ({len(labels)} given)")
+    return [BACKGROUND_HEX] + PALETTE[: len(labels)]
+
+
+def raw_field(fields: dict[str, str], spec: TaskSpec) -> Any:
+    """The answer field's raw value: a plain form field, or the entry in crowd-form's taskAnswers."""
+    value: Any = fields.get(spec.answer_field)
+    if value is None:
+        crowd = task_answers(fields)
+        if crowd is not None and spec.answer_field in crowd:
+            value = crowd[spec.answer_field]
+    if value is None:
+        present = ", ".join(sorted(fields)) or "none"
+        raise AnswerError(f"no '{spec.answer_field}' field in the answer (fields: {present})")
+    return value
+
+
+def json_field(fields: dict[str, str], spec: TaskSpec, what: str) -> Any:
+    value = raw_field(fields, spec)
+    if isinstance(value, str):
+        if not value.strip():
+            raise AnswerError(f"the answer is empty: no {what}")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise AnswerError(f"the {what} answer is not JSON: {exc.msg} at character {exc.pos}") from None
+    return value
+
+
+def number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AnswerError(f"{what} is not a number: {str(value)[:40]!r}")
+    return float(value)
+
+
+def integer(value: Any, what: str) -> int:
+    n = number(value, what)
+    if n != int(n):
+        raise AnswerError(f"{what} is not a whole number: {n}")
+    return int(n)
+
+
+def label_of(value: Any, spec: TaskSpec, what: str) -> str:
+    label = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if label is None or label not in spec.labels:
+        shown = str(value)[:40]
+        raise AnswerError(f"{what} has label {shown!r}, which is not one of the task's labels")
+    return label
+
+
+def setting(spec: TaskSpec, name: str, default: float, lo: float, hi: float) -> float:
+    value = spec.settings.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"[task] {name} must be a number between {lo} and {hi}, got {value!r}")
+    return float(value)
+
+
+def majority(n: int) -> int:
+    """Answers needed for a strict majority of n."""
+    return n // 2 + 1
