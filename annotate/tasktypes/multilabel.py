@@ -58,18 +58,18 @@ class _MultiLabel(TaskType):
         confidences = {label: round(votes[label] / n, 4) for label in chosen}
         # The item's confidence: the weakest per-label decision (yes or no) of the lot.
         confidence = min(max(v, n - v) / n for v in votes.values())
-        return Consolidation(chosen, confidence, agreed, {"votes": votes, "confidence-map": confidences})
+        # Per-label confidences ride in the value: the store keeps one confidence per item.
+        return Consolidation({"labels": chosen, "confidences": confidences}, confidence, agreed, {"votes": votes})
 
     def manifest_entries(self, spec: TaskSpec, value: Any, confidence: float, meta: dict[str, Any]) -> dict[str, Any]:
         attr = spec.label_attribute
-        indices = [spec.labels.index(label) for label in value]
-        # Ground Truth's confidence-map holds each chosen class's own confidence; the stored
-        # consolidation keeps only one figure per item, so every chosen class gets it.
+        labels, per_label = _labels(value), (value.get("confidences", {}) if isinstance(value, dict) else {})
+        indices = [spec.labels.index(label) for label in labels]
         return {
             attr: indices,
             f"{attr}-metadata": {
                 "class-map": {str(i): spec.labels[i] for i in indices},
-                "confidence-map": {str(i): round(float(confidence), 2) for i in indices},
+                "confidence-map": {str(i): round(float(per_label.get(spec.labels[i], confidence)), 2) for i in indices},
                 "type": self.gt_type, **meta,
             },
         }
@@ -82,11 +82,18 @@ class _MultiLabel(TaskType):
 
     def score(self, value: Any, gold: Any) -> float:
         """Jaccard similarity of the label sets (1.0 when both are empty)."""
-        got, want = set(value or []), set(gold or [])
+        got, want = set(_labels(value)), set(_labels(gold))
         return 1.0 if not got and not want else len(got & want) / len(got | want)
 
     def csv_value(self, value: Any) -> str:
-        return "|".join(value)
+        return "|".join(_labels(value))
+
+
+def _labels(value: Any) -> list[str]:
+    """The labels of a parsed answer (a list) or of a consolidated value ({"labels", "confidences"})."""
+    if isinstance(value, dict):
+        return list(value.get("labels", []))
+    return list(value or [])
 
 
 class ImageMultiLabel(_MultiLabel):
