@@ -70,7 +70,9 @@ DURATION_RANGES = {
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KNOWN = {
-    "batch": {"name", "template", "items", "id_column", "gold_column", "task_type", "label_attribute"},
+    "batch": {"name", "template", "items", "id_column", "gold_column", "known_answer_column", "task_type",
+              "label_attribute"},
+    "workers": {"block", "block_below", "block_after"},
     "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
             "auto_approval_delay", "frame_height", "qualifications"},
     "task": None,  # the task type's own settings live here too; the type checks them
@@ -81,8 +83,9 @@ _KNOWN = {
 @dataclass(frozen=True)
 class Item:
     id: str
-    data: dict[str, Any]  # what the template sees: every input column except the gold one
+    data: dict[str, Any]  # what the template sees: every input column except the gold and known-answer ones
     gold: str | None
+    known: str | None  # a known answer: a gold (control) item that scores workers and is never exported
     line: int  # line in the items file, for error messages
     position: int
 
@@ -105,6 +108,30 @@ class HitSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    """Automatic blocking: after `block_after` answers, a worker is blocked (CreateWorkerBlock,
+    with the reason) when even the optimistic end of a 95% interval on their accuracy — measured
+    on known answers, else as agreement with the items' decided labels — is below `block_below`.
+    `block_below` defaults to a quarter of the way from chance to perfect (0.5 for 3 labels,
+    0.325 for 10): only workers who answer about at random are caught, and a good worker on a
+    bad day is not."""
+
+    block: bool = True
+    block_below: float | None = None
+    block_after: int = 20
+
+    def threshold(self, n_labels: int) -> float:
+        chance = 1.0 / max(n_labels, 2)
+        return self.block_below if self.block_below is not None else chance + 0.25 * (1 - chance)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "WorkerSettings":
+        """From an already validated batch.toml (as the store keeps it)."""
+        w = config.get("workers", {}) or {}
+        return cls(block=w.get("block", True), block_below=w.get("block_below"), block_after=w.get("block_after", 20))
+
+
+@dataclass(frozen=True)
 class Batch:
     name: str
     dir: Path
@@ -121,6 +148,7 @@ class Batch:
     gold_column: str | None
     consensus: dict[str, Any] = field(default_factory=dict)
     budget_usd: Decimal | None = None
+    workers: "WorkerSettings | None" = None
 
     def annotation(self, item_id: str) -> str:
         """The HIT's RequesterAnnotation: ties a HIT back to its batch and item (workers never see it)."""
@@ -128,7 +156,8 @@ class Batch:
 
     def gold_annotations(self) -> dict[str, str]:
         """RequesterAnnotation → gold label, for simulated crowds. Empty without a gold column."""
-        return {self.annotation(i.id): i.gold for i in self.items if i.gold is not None}
+        return {self.annotation(i.id): (i.gold if i.gold is not None else i.known)
+                for i in self.items if i.gold is not None or i.known is not None}
 
     def source_of(self, item: Item) -> tuple[str, str] | None:
         """The manifest source of an item: ("source-ref", uri) or ("source", text), if it has one."""
@@ -269,14 +298,30 @@ def load_batch(batch_dir: str | Path) -> Batch:
     gold_column = b.get("gold_column")
     if gold_column is not None and (not isinstance(gold_column, str) or not gold_column):
         raise UserError("expected a column name", file=file, field="batch.gold_column")
+    known_column = b.get("known_answer_column")
+    if known_column is not None and (not isinstance(known_column, str) or not known_column or known_column == gold_column):
+        raise UserError("expected a column name (other than the gold column)", file=file, field="batch.known_answer_column")
     items = load_items(items_file, id_column=id_column, gold_column=gold_column, labels=labels,
-                       single_label=TASK_TYPES[task_type].single_label)
+                       single_label=TASK_TYPES[task_type].single_label, known_column=known_column)
+
+    w = config.get("workers", {})
+    block = w.get("block", True)
+    if not isinstance(block, bool):
+        raise UserError(f"expected true or false, got {block!r}", file=file, field="workers.block")
+    block_below = w.get("block_below")
+    if block_below is not None and (isinstance(block_below, bool) or not isinstance(block_below, (int, float))
+                                    or not 0 <= block_below <= 1):
+        raise UserError(f"expected an accuracy between 0 and 1, got {block_below!r}", file=file, field="workers.block_below")
+    block_after = w.get("block_after", 20)
+    if isinstance(block_after, bool) or not isinstance(block_after, int) or block_after < 1:
+        raise UserError(f"expected a number of answers (1 or more), got {block_after!r}", file=file, field="workers.block_after")
+    workers = WorkerSettings(block=block, block_below=block_below, block_after=block_after)
 
     return Batch(
         name=name, dir=root.resolve(), config=config, template=template, items_file=items_file,
         items=items, hit=hit, labels=labels, answer_field=answer_field, instructions=instructions,
         task_type=task_type, label_attribute=label_attribute, gold_column=gold_column,
-        consensus=dict(config.get("consensus", {})), budget_usd=budget_usd,
+        consensus=dict(config.get("consensus", {})), budget_usd=budget_usd, workers=workers,
     )
 
 
@@ -292,7 +337,7 @@ def _default_items(root: Path) -> str:
 
 
 def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = None, labels: list[str] | None = None,
-               single_label: bool = True) -> list[Item]:
+               single_label: bool = True, known_column: str | None = None) -> list[Item]:
     """Items from CSV, JSON Lines or a Ground Truth input manifest, validated row by row.
 
     For single-label tasks the gold must be one of the labels; other task types keep it as
@@ -347,9 +392,15 @@ def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = N
             if gold is not None and label_set and gold not in label_set:
                 raise UserError(f"gold label {gold!r} is not one of the task's labels ({', '.join(labels)})",
                                 file=file, line=line, field=gold_column)
-        data = {k: v for k, v in row.items() if k != gold_column}
+        known = None
+        if known_column is not None and row.get(known_column) not in (None, ""):
+            known = str(row[known_column])
+            if single_label and label_set and known not in label_set:
+                raise UserError(f"known answer {known!r} is not one of the task's labels ({', '.join(labels)})",
+                                file=file, line=line, field=known_column)
+        data = {k: v for k, v in row.items() if k not in (gold_column, known_column)}
         data.setdefault(id_column, item_id)
-        items.append(Item(id=item_id, data=data, gold=gold, line=line, position=position))
+        items.append(Item(id=item_id, data=data, gold=gold, known=known, line=line, position=position))
     return items
 
 

@@ -26,7 +26,8 @@ from annotate.store import Store
 from annotate.tasktypes import get_task_type
 from annotate.workspace import Workspace
 
-EXAMPLES = ("digits", "iris")
+EXAMPLES = ("digits", "iris", "shapes-multilabel", "reviews-multilabel", "shapes-boxes", "shapes-segmentation",
+            "news-entities", "words-text")
 
 
 @dataclass
@@ -57,6 +58,7 @@ def run_demo(
 ) -> dict:
     from annotate.marketplace import MarketplaceServer
     from annotate.marketplace.crowd import SimulatedCrowd
+    from annotate.marketplace.structured_crowd import StructuredCrowd
 
     if example not in available_examples():
         raise UserError(f"unknown example {example!r} (available: {', '.join(available_examples())})", field="--example")
@@ -68,11 +70,15 @@ def run_demo(
     shutil.copytree(examples_dir() / example, batch_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     ws = Workspace(root / ".annotate").ensure()
     batch = load_batch(batch_dir)
+    task_type = get_task_type(batch.task_type)
     started = time.monotonic()
 
     with MarketplaceServer(ws.marketplace_db) as server:
-        workers = SimulatedCrowd(server.url, batch.gold_annotations(), workers=crowd.workers,
-                                 accuracy=crowd.accuracy, spammer_share=crowd.spammer_share, seed=seed)
+        # Boxes, masks, spans, ticks and text need workers who can draw, paint and type.
+        extra = {} if task_type.single_label else {"labels": batch.labels}
+        workers = (SimulatedCrowd if task_type.single_label else StructuredCrowd)(
+            server.url, batch.gold_annotations(), workers=crowd.workers, accuracy=crowd.accuracy,
+            spammer_share=crowd.spammer_share, seed=seed, **extra)
         posted = post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False,
                             progress=(lambda n, t: on_progress("post", n, t)) if on_progress else None)
         workers.start(interval=0.02)
@@ -94,7 +100,6 @@ def run_demo(
     exported = export_batch(ws, batch.name, root / "exports", split=0.8, seed=seed)
     store = Store(ws.store_path)
     labels = store.labels(batch.name)
-    task_type = get_task_type(batch.task_type)
     gold = {i.id: task_type.parse_gold(i.gold) for i in batch.items if i.gold is not None}
     labelled = {k: v for k, v in labels.items() if v["status"] == "labelled"}
     # Accuracy against the hidden gold: exact for classification, the type's own score otherwise

@@ -77,7 +77,7 @@ PRIVATE = ("_decided_at", "_value")
 RESULT_COLUMNS = ("id", "label", "label_index", "confidence", "answers", *PRIVATE)
 
 
-def manifest_line(batch: dict, row: dict, data_columns: list[str]) -> dict:
+def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path | None = None) -> dict:
     task_type = get_task_type(batch["task_type"])
     spec = TaskSpec.from_batch_row(batch)
     line: dict = {}
@@ -92,7 +92,10 @@ def manifest_line(batch: dict, row: dict, data_columns: list[str]) -> dict:
         line["source"] = json.dumps({k: row[k] for k in data_columns}, sort_keys=True, default=str)
     meta = {"job-name": f"labeling-job/{batch['name']}", "human-annotated": "yes",
             "creation-date": _gt_date(row.get("_decided_at"))}
-    line.update(task_type.manifest_entries(spec, row["_value"], float(row["confidence"]), meta))
+    # Some labels are files (a segmentation mask): written beside the manifest, referenced from it.
+    files = task_type.write_artifacts(spec, str(row["id"]), row["_value"], out_dir) if out_dir is not None else {}
+    extra = {"artifacts": files} if files else {}
+    line.update(task_type.manifest_entries(spec, row["_value"], float(row["confidence"]), meta, **extra))
     return line
 
 
@@ -155,7 +158,7 @@ def export_batch(
     for part, df in parts.items():
         stem = part or batch_name
         if "manifest" in formats:
-            text = "".join(json.dumps(manifest_line(batch, r, data_columns), ensure_ascii=False) + "\n"
+            text = "".join(json.dumps(manifest_line(batch, r, data_columns, out), ensure_ascii=False) + "\n"
                            for r in df.to_dict("records"))
             path = out / f"{stem}.manifest"
             _write_atomic(path, text)

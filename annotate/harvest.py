@@ -29,15 +29,17 @@ from decimal import Decimal
 from typing import Callable, Iterator
 
 import botocore.exceptions
+import numpy as np
 import pandas as pd
 
 from annotate.answers import AnswerError, parse_question_form_answers
 from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
-from annotate.consensus import Decision, get_policy
+from annotate.config import WorkerSettings
+from annotate.consensus import Decision, get_aggregator, get_policy
 from annotate.errors import UserError
 from annotate.fees import assignment_cost, format_money
-from annotate.mturk import MTurk, connect
+from annotate.mturk import TOKEN_ALREADY_PROCESSED, MTurk, connect, error_code
 from annotate.post import request_token, resolve_target
 from annotate.store import Store, utcnow
 from annotate.tasktypes import TaskSpec, get_task_type
@@ -60,6 +62,7 @@ class HarvestResult:
     extended: int = 0
     unresolved: int = 0
     over_budget: int = 0
+    blocked: int = 0
     items: int = 0
     decided: int = 0
     open: int = 0
@@ -224,9 +227,12 @@ class Harvester:
         closed = [s for s in state if not s["open"]]
         self.result.items = len(state)
         self.result.open = len(state) - len(closed)
+        known = self.store.known_answers(self.name)
         if self.task_type.single_label:
+            # Known-answer items teach the aggregator about workers (their answers stay in), but
+            # the policy neither spends on them nor labels them: they are decided by what is known.
             answers = pd.DataFrame(self.store.answers(self.name), columns=["item", "worker", "label"])
-            items = pd.DataFrame([{k: s[k] for k in ("item", "bought", "open")} for s in state],
+            items = pd.DataFrame([{k: s[k] for k in ("item", "bought", "open")} for s in state if s["item"] not in known],
                                  columns=["item", "bought", "open"])
             prior = self.store.prior_skills(self.name)
             prior = pd.Series(prior, dtype=float) if prior else None
@@ -238,6 +244,9 @@ class Harvester:
         to_extend = []
         rows = []
         for s in closed:
+            if s["item"] in known:
+                rows.append(self._label_row(s["item"], "known", Decision("label", known[s["item"]], 1.0)))
+                continue
             decision: Decision = decisions.get(s["item"]) or Decision("wait", None, 0.0)
             hit = s["hit"]
             if decision.action == "extend":
@@ -252,11 +261,12 @@ class Harvester:
         self._extend(to_extend)
         self.store.save_labels(rows)
         if self.task_type.single_label and len(answers):
-            self._refresh(answers, prior)
+            self._refresh(answers, prior, known)
         labels = self.store.labels(self.name)
         self.result.labelled = sum(1 for r in labels.values() if r["status"] == "labelled")
         self.result.unresolved = sum(1 for r in labels.values() if r["status"] == "unresolved")
-        self.result.decided = self.result.labelled + self.result.unresolved
+        self.result.decided = self.result.labelled + self.result.unresolved + sum(
+            1 for r in labels.values() if r["status"] == "known")
         self.result.extended = len(to_extend)
         self.result.done = self.result.open == 0 and not to_extend and self.result.decided == self.result.items
 
@@ -286,9 +296,10 @@ class Harvester:
                 "value": decision.label if not self.task_type.single_label else json.dumps(decision.label),
                 "confidence": float(decision.confidence), "votes": {}, "answers": None, "decided_at": utcnow()}
 
-    def _refresh(self, answers: pd.DataFrame, prior) -> None:
+    def _refresh(self, answers: pd.DataFrame, prior, known: dict[str, str]) -> None:
         """Final labels and confidences from the policy's aggregator over the whole batch; worker
-        skills kept for later batches; votes and answer counts per item."""
+        skills (and scores on known answers) kept for later batches; votes and answer counts per
+        item; workers who answer about at random blocked."""
         labels, learned = self.policy.aggregate(answers, skills=prior)
         current = self.store.labels(self.name)
         votes = answers.groupby(["item", "label"]).size()
@@ -308,11 +319,51 @@ class Harvester:
             row["answers"] = sum(row["votes"].values())
             rows.append(row)
         self.store.save_labels(rows)
+        # Skills are learned with smoothed Dawid–Skene whatever the policy labels with: a
+        # majority vote's vote shares say little about a worker.
+        if self.policy.settings.get("aggregator") != "dawid_skene":
+            learned = get_aggregator("dawid_skene", smoothing=2.0, default_skill=0.7).fit(answers, skills=prior).skills_
         counts = answers.groupby("worker").size()
+        # Evidence for blocking: each answer against the known answer where there is one, else
+        # against the other workers' strict majority on that item (leave-one-out, so a worker's
+        # own vote never vouches for them).
+        n_scored, n_right = leave_one_out_agreement(answers, known)
+        on_known = answers[answers["item"].isin(list(known))]
+        seen = on_known.groupby("worker").size()
+        correct = on_known[on_known["label"] == on_known["item"].map(known)].groupby("worker").size()
         now = utcnow()
-        self.store.save_batch_workers(self.name, [
-            {"worker_id": w, "answers": int(counts.get(w, 0)), "skill": float(s), "updated_at": now}
-            for w, s in learned.items()])
+        rows = [{"worker_id": w, "answers": int(counts.get(w, 0)), "skill": float(s),
+                 "gold_seen": int(seen.get(w, 0)), "gold_correct": int(correct.get(w, 0)), "updated_at": now,
+                 "_scored": int(n_scored.get(w, 0)), "_right": int(n_right.get(w, 0))}
+                for w, s in learned.items()]
+        self.store.save_batch_workers(self.name, rows)
+        self._block(rows)
+
+    def _block(self, workers: list[dict]) -> None:
+        """CreateWorkerBlock for workers whose accuracy stays near chance after enough answers.
+        Their past answers already weigh little (the aggregator learned their skill); blocked,
+        they cannot take this requester's HITs again, so none of their answers is bought again."""
+        settings = WorkerSettings.from_config(self.batch["config"])
+        if not settings.block:
+            return
+        threshold = settings.threshold(len(self.spec.labels))
+        already = self.store.blocked_workers()
+        for w in workers:
+            if w["worker_id"] in already or w["answers"] < settings.block_after:
+                continue
+            if w["gold_seen"] >= settings.block_after:
+                right, n, basis = w["gold_correct"], w["gold_seen"], "known answers right"
+            else:
+                right, n, basis = w["_right"], w["_scored"], "answers agreeing with the other workers' majority"
+            if n < settings.block_after or wilson_upper(right, n) >= threshold:
+                continue
+            basis = f"{right}/{n} {basis}"
+            reason = (f"Answers in batch {self.name} look random ({basis}; the bar is {threshold:.2f}). "
+                      "Blocked by the requester's quality rules.")
+            self.mturk.call("CreateWorkerBlock", WorkerId=w["worker_id"], Reason=reason)
+            self.store.set_blocked(w["worker_id"], reason)
+            self.store.event(self.name, "block", worker=w["worker_id"], basis=basis)
+            self.result.blocked += 1
 
     # ------------------------------------------------------------------ buying more
     def _affordable(self, hit: dict, extend_by: int) -> bool:
@@ -357,8 +408,10 @@ class Harvester:
         try:
             self.mturk.call("CreateAdditionalAssignmentsForHIT", HITId=ext["hit_id"],
                             NumberOfAdditionalAssignments=ext["added"], UniqueRequestToken=ext["token"])
-        except botocore.exceptions.ClientError:
-            # The same token went through before (a lost response): the HIT itself tells.
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) == TOKEN_ALREADY_PROCESSED:
+                return  # the same token went through before (a lost response)
+            # Otherwise let the HIT itself tell whether the extension happened.
             current = self.mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
             if current < ext["max_after"]:
                 raise
@@ -376,6 +429,41 @@ class Harvester:
         for ext in todo:
             self._buy(ext)
         self.store.extensions_done(pending)
+
+
+def leave_one_out_agreement(answers: pd.DataFrame, known: dict[str, str]) -> tuple[pd.Series, pd.Series]:
+    """Per worker: how many answers could be scored, and how many were right — against the known
+    answer, else against the strict majority of the item's *other* answers (no majority: unscored)."""
+    items = pd.Categorical(answers["item"])
+    labels = pd.Categorical(answers["label"])
+    n_items, n_labels = len(items.categories), len(labels.categories)
+    votes = np.zeros((n_items, n_labels), dtype=np.int32)
+    np.add.at(votes, (items.codes, labels.codes), 1)
+    others = votes[items.codes].copy()
+    others[np.arange(len(answers)), labels.codes] -= 1
+    top = others.argmax(axis=1)
+    top_n = others[np.arange(len(answers)), top]
+    strict = (top_n > 0) & ((others == top_n[:, None]).sum(axis=1) == 1)
+    reference = np.where(strict, np.asarray(labels.categories, dtype=object)[top], None)
+    if known:
+        known_ref = answers["item"].map(known).to_numpy(dtype=object)
+        has_known = pd.notna(known_ref)
+        reference = np.where(has_known, known_ref, reference)
+    scored = pd.notna(reference)
+    right = scored & (answers["label"].to_numpy(dtype=object) == reference)
+    workers = answers["worker"].to_numpy()
+    return (pd.Series(scored, index=workers).groupby(level=0).sum(),
+            pd.Series(right, index=workers).groupby(level=0).sum())
+
+
+def wilson_upper(successes: int, n: int, z: float = 1.96) -> float:
+    """The upper end of the Wilson score interval (95%) for a proportion."""
+    if n == 0:
+        return 1.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5)
+    return (centre + spread) / (1 + z * z / n)
 
 
 def _iso(value) -> str | None:

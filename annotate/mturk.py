@@ -31,6 +31,7 @@ TARGETS = ("local", "sandbox", "production")
 RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", "InternalFailure",
                    "RequestTimeout", "RequestTimeoutException", "TooManyRequestsException"}
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
+TOKEN_ALREADY_PROCESSED = "AWS.MechanicalTurk.UniqueRequestTokenRequestAlreadyProcessed"
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
 
 
@@ -109,7 +110,9 @@ class MTurk:
 
 def _client(endpoint_url: str, fake_credentials: bool):
     config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},  # tenacity does the retrying, in one place
+        # tenacity does the retrying, in one place; botocore's max_attempts counts retries, so
+        # only total_max_attempts=1 really turns its own off.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=10, read_timeout=60, max_pool_connections=32)
     kwargs: dict[str, Any] = {"region_name": REGION, "endpoint_url": endpoint_url, "config": config}
     if fake_credentials:
@@ -136,7 +139,11 @@ def connect(ws: Workspace, target: str = "local", endpoint_url: str | None = Non
         from annotate.marketplace import MarketplaceServer
 
         ws.ensure()
-        with MarketplaceServer(ws.marketplace_db) as server:
+        try:
+            server = MarketplaceServer(ws.marketplace_db)
+        except ValueError as exc:  # a bad ANNOTATE_MARKETPLACE_FAULTS
+            raise UserError(str(exc), field="ANNOTATE_MARKETPLACE_FAULTS") from None
+        with server:
             yield MTurk(_client(server.url, fake_credentials=True), target, server.url)
         return
     yield MTurk(_client(ENDPOINTS[target], fake_credentials=False), target, ENDPOINTS[target])

@@ -138,12 +138,12 @@ def post_batch(
         if stored is None:
             store.add_batch(_batch_row(batch, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None)),
                             [{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
-                              "data": _json(i.data), "gold": i.gold} for i in batch.items])
+                              "data": _json(i.data), "gold": i.gold, "known": i.known} for i in batch.items])
             stored = store.get_batch(batch.name)
         else:
             new = [i for i in batch.items if i.id not in set(store.item_ids(batch.name))]
             store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
-                              "data": _json(i.data), "gold": i.gold} for i in new])
+                              "data": _json(i.data), "gold": i.gold, "known": i.known} for i in new])
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id

@@ -19,6 +19,7 @@ def batch_status(store: Store, name: str) -> dict:
     labels = store.labels(name)
     labelled = sum(1 for r in labels.values() if r["status"] == "labelled")
     unresolved = sum(1 for r in labels.values() if r["status"] == "unresolved")
+    known = len(store.known_answers(name))
     posted = sum(1 for h in hits if h["hit_id"])
     counts = store.assignment_counts(name)
     quarantined = store.db["assignments"].count_where("batch = ? and quarantine is not null", [name])
@@ -33,7 +34,8 @@ def batch_status(store: Store, name: str) -> dict:
         "posted": posted,
         "labelled": labelled,
         "unresolved": unresolved,
-        "pending": items - labelled - unresolved,
+        "known_answer_items": known,
+        "pending": items - labelled - unresolved - sum(1 for r in labels.values() if r["status"] == "known"),
         "assignments_bought": bought,
         "assignments": sum(counts.values()),
         "assignments_by_status": counts,

@@ -34,7 +34,7 @@ SCHEMA = {
                  "masters": int, "budget_usd": str, "policy": str, "config": str, "created_at": str, "posted_at": str},
         pk="name"),
     "items": dict(
-        columns={"batch": str, "item_id": str, "position": int, "line": int, "data": str, "gold": str},
+        columns={"batch": str, "item_id": str, "position": int, "line": int, "data": str, "gold": str, "known": str},
         pk=("batch", "item_id")),
     # One row per HIT we intend to create; hit_id is filled in once MTurk has answered.
     "hits": dict(
@@ -63,7 +63,8 @@ SCHEMA = {
         pk="worker_id"),
     # A worker's skill as learned in one batch; a batch's prior is what the others taught.
     "batch_workers": dict(
-        columns={"batch": str, "worker_id": str, "answers": int, "skill": float, "updated_at": str},
+        columns={"batch": str, "worker_id": str, "answers": int, "skill": float, "gold_seen": int,
+                 "gold_correct": int, "updated_at": str},
         pk=("batch", "worker_id")),
     "events": dict(
         columns={"id": int, "at": str, "batch": str, "kind": str, "detail": str},
@@ -323,11 +324,27 @@ class Store:
 
     def workers(self, batch: str | None = None) -> list[dict]:
         if batch is None:
-            return [dict(r) for r in self.db.query("select * from workers order by answers desc, worker_id")]
+            return [dict(r) for r in self.db.query(
+                "select w.*, sum(bw.gold_seen) as gold_seen, sum(bw.gold_correct) as gold_correct "
+                "from workers w left join batch_workers bw using (worker_id) group by w.worker_id "
+                "order by w.answers desc, w.worker_id")]
         return [dict(r) for r in self.db.query(
-            "select bw.worker_id, bw.answers, bw.skill, coalesce(w.blocked, 0) as blocked, w.block_reason "
-            "from batch_workers bw left join workers w using (worker_id) where bw.batch = ? "
+            "select bw.worker_id, bw.answers, bw.skill, bw.gold_seen, bw.gold_correct, coalesce(w.blocked, 0) as blocked, "
+            "w.block_reason from batch_workers bw left join workers w using (worker_id) where bw.batch = ? "
             "order by bw.answers desc, bw.worker_id", [batch])]
+
+    def known_answers(self, batch: str) -> dict[str, str]:
+        return {r["item_id"]: r["known"] for r in self.db.query(
+            "select item_id, known from items where batch = ? and known is not null", [batch])}
+
+    def blocked_workers(self) -> set[str]:
+        return {r["worker_id"] for r in self.db.query("select worker_id from workers where blocked = 1")}
+
+    def set_blocked(self, worker_id: str, reason: str) -> None:
+        with self.transaction():
+            self._exec("insert into workers (worker_id, answers, blocked, block_reason, updated_at) values (?, 0, 1, ?, ?) "
+                       "on conflict(worker_id) do update set blocked = 1, block_reason = excluded.block_reason, "
+                       "updated_at = excluded.updated_at", [worker_id, reason, utcnow()])
 
     # ---------------------------------------------------------------- events and API calls
     def event(self, batch: str | None, kind: str, **detail: Any) -> None:

@@ -89,7 +89,7 @@ def _results_table(results) -> Table:
 
 def _result_json(r) -> dict:
     return {"batch": r.batch, "new_answers": r.new_answers, "approved": r.approved, "labelled": r.labelled,
-            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget,
+            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget, "blocked": r.blocked,
             "quarantined": r.quarantined, "items": r.items, "decided": r.decided, "done": r.done,
             "api_calls": r.api_calls}
 
@@ -208,11 +208,12 @@ def workers(ws, batch, as_json):
         emit_json({"workers": rows})
         return
     table = Table(title=f"Workers{' in ' + batch if batch else ''}")
-    for col in ("worker", "answers", "estimated accuracy", "blocked"):
+    for col in ("worker", "answers", "estimated accuracy", "known answers right", "blocked"):
         table.add_column(col, justify="left" if col == "worker" else "right")
     for r in rows:
         skill = r.get("skill")
-        table.add_row(r["worker_id"], str(r["answers"]), f"{skill:.3f}" if skill is not None else "-",
+        gold = f"{r['gold_correct']}/{r['gold_seen']}" if r.get("gold_seen") else "-"
+        table.add_row(r["worker_id"], str(r["answers"]), f"{skill:.3f}" if skill is not None else "-", gold,
                       "yes" if r.get("blocked") else "")
     out.print(table)
 

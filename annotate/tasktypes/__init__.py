@@ -10,15 +10,23 @@ per-pixel votes, span clustering, normalised text) and says whether k workers ag
     value = tt.parse(fields, spec)           # an answer's value, or AnswerError (quarantined)
     result = tt.consolidate(answers, spec)   # Consolidation(value, confidence, agreed, detail)
     entries = tt.manifest_entries(spec, value, confidence, meta)   # the label attribute and its -metadata
+    files = tt.write_artifacts(spec, item_id, value, out_dir)       # e.g. a mask PNG; then
+    entries = tt.manifest_entries(spec, value, confidence, meta, artifacts=files)  # when files is not empty
 """
 
 from __future__ import annotations
 
 from annotate.tasktypes.base import Consolidation, TaskSpec, TaskType
+from annotate.tasktypes.bounding_box import BoundingBox
 from annotate.tasktypes.classification import ImageClassification, TextClassification
+from annotate.tasktypes.free_text import FreeText
+from annotate.tasktypes.multilabel import ImageMultiLabel, TextMultiLabel
+from annotate.tasktypes.named_entity import NamedEntity
+from annotate.tasktypes.semantic_segmentation import SemanticSegmentation
 
 TASK_TYPES: dict[str, type[TaskType]] = {
-    cls.name: cls for cls in (ImageClassification, TextClassification)
+    cls.name: cls for cls in (ImageClassification, TextClassification, ImageMultiLabel, TextMultiLabel,
+                              BoundingBox, SemanticSegmentation, NamedEntity, FreeText)
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from annotate.answers import AnswerError  # noqa: F401  (re-exported for task type modules)
@@ -54,6 +55,12 @@ class TaskType:
         """The label attribute and its `-metadata` for one item of an augmented manifest.
         `meta` holds job-name, creation-date and human-annotated, shared by every type."""
         raise NotImplementedError
+
+    def write_artifacts(self, spec: TaskSpec, item_id: str, value: Any, out_dir: Path) -> dict[str, str]:
+        """Files one item's label needs beside the manifest (a segmentation mask PNG), written under
+        `out_dir`. Returns {} (nothing to write) or names → paths, handed to manifest_entries as
+        `artifacts=`; only types that write files take that argument."""
+        return {}
 
     def score(self, value: Any, gold: Any) -> float:
         """How right a consolidated value is against a gold one, 0..1 (the demo's accuracy)."""
