@@ -67,7 +67,10 @@ def _text(value: object) -> str:
 class ReplayCrowd(HTTPCrowd):
     thread_name = "replay crowd"
 
-    def __init__(self, url: str, answers: Mapping[str, Sequence[tuple[object, object]]], seed: int = 0):
+    def __init__(self, url: str, answers: Mapping[str, Sequence[tuple[object, object]]], seed: int = 0,
+                 shuffle: bool = True):
+        """`shuffle=False` keeps each item's answers in the order given (a caller that ordered them
+        itself, e.g. to match an offline replay answer for answer)."""
         super().__init__(url)
         self.seed = seed
         self.dataset_worker: dict[str, str] = {}
@@ -83,7 +86,8 @@ class ReplayCrowd(HTTPCrowd):
             if len({w for w, _ in pairs}) != len(pairs):
                 raise ReplayError(f"{annotation!r}: a worker answers this item twice")
             # The order depends on (seed, annotation) only: HIT order cannot change who answers what.
-            random.Random(f"replay-{seed}-{annotation}").shuffle(pairs)
+            if shuffle:
+                random.Random(f"replay-{seed}-{annotation}").shuffle(pairs)
             self._queues[str(annotation)] = deque(pairs)
         self._exhausted: set[str] = {a for a, q in self._queues.items() if not q}
         self._unknown: set[str] = set()

@@ -58,7 +58,9 @@ class FreeText(TaskType):
         (key, spellings), *rest = ranked
         top = len(spellings)
         agreed = top >= spec.agree and (not rest or len(rest[0][1]) < top)
-        value = Counter(spellings).most_common(1)[0][0]
+        # The group's most common spelling; on a tie, one without stray edge punctuation or case.
+        counts = Counter(spellings)
+        value = min(counts, key=lambda t: (-counts[t], _PUNCT_EDGES.sub("", t) != t, t.lower() != t, t))
         return Consolidation(value, top / len(answers), agreed, {"groups": {k: len(v) for k, v in groups.items()}})
 
     def manifest_entries(self, spec: TaskSpec, value: Any, confidence: float, meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,164 @@
+"""`annotate replay`: a real MTurk answer set replayed through the marketplace, over HTTP.
+
+The dataset's items are posted as a batch on the local target; a ReplayCrowd answers each new
+assignment with a recorded worker's answer (in the same per-item order as the offline replay in
+annotate.consensus.simulate, so the two can be compared answer for answer); the harvester runs
+the consensus policy exactly as it would against MTurk. When an item's recorded answers run out,
+its HIT is expired (the requester stops waiting) and the policy decides with what it has.
+Accuracy is scored against the truth file only at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from annotate.consensus import DEFAULT_POLICY
+from annotate.consensus.simulate import shuffled_answers
+from annotate.datasets import load_crowd_dataset
+from annotate.errors import UserError
+from annotate.fees import format_money
+from annotate.harvest import harvest
+from annotate.post import post_batch
+from annotate.store import Store
+from annotate.workspace import Workspace
+
+REWARD = "0.05"
+
+
+def _batch_toml(name: str, labels: list[str], policy: str | None, block: bool) -> str:
+    consensus = f'policy = "{policy}"\n' if policy else ""
+    return f"""[batch]
+name = "{name}"
+template = "replay.html.j2"
+items = "items.csv"
+id_column = "id"
+task_type = "text-classification"
+label_attribute = "{name}-label"
+
+[hit]
+title = "Replayed task: {name}"
+description = "Answers replayed from a recorded MTurk crowd"
+keywords = "replay"
+reward = "{REWARD}"
+assignment_duration = "10m"
+lifetime = "3d"
+auto_approval_delay = "1d"
+
+[task]
+labels = [{", ".join(f'"{label}"' for label in labels)}]
+field = "label"
+
+[consensus]
+{consensus}
+[workers]
+block = {"true" if block else "false"}
+"""
+
+
+def run_replay(
+    dataset_dir: str | Path,
+    *,
+    policy: str | None = None,
+    seed: int = 0,
+    workdir: str | Path = ".",
+    block: bool = True,
+    timeout: float = 1800.0,
+    on_progress: Callable[[int, int, int], None] | None = None,
+) -> dict:
+    from annotate.marketplace import MarketplaceServer
+    from annotate.marketplace.replay import ReplayCrowd
+
+    data = load_crowd_dataset(dataset_dir)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(dataset_dir).resolve().name)[:64] or "replay"
+    if any("/" in str(item) for item in data.truth["item"]):
+        raise UserError("item ids must not contain '/'", file=str(Path(dataset_dir) / "truth.csv"), field="item")
+    root = Path(workdir).resolve() / "annotate-replay" / name
+    if root.exists():
+        shutil.rmtree(root)  # the replay's own folder: every run starts clean
+    batch_dir = root / "batch"
+    batch_dir.mkdir(parents=True)
+    (batch_dir / "batch.toml").write_text(_batch_toml(name, data.labels, policy, block))
+    items = sorted(data.answers["item"].unique())
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id"])
+    writer.writerows([i] for i in items)
+    (batch_dir / "items.csv").write_text(buf.getvalue())
+    ws = Workspace(root / ".annotate").ensure()
+
+    ordered: dict[str, list[tuple[str, str]]] = {}
+    for row in shuffled_answers(data.answers, seed).itertuples(index=False):
+        ordered.setdefault(f"{name}/{row.item}", []).append((row.worker, row.label))
+    available = {item: len(ordered[f"{name}/{item}"]) for item in items}
+
+    started = time.monotonic()
+    passes = 0
+    with MarketplaceServer(ws.marketplace_db) as server:
+        crowd = ReplayCrowd(server.url, ordered, seed=seed, shuffle=False)
+        post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False)
+        store = Store(ws.store_path)
+        client = None
+        while True:
+            crowd.work()
+            client = client or _client(server.url)
+            _expire_exhausted(store, name, crowd.exhausted, client)
+            [result] = harvest(ws, [name], endpoint_url=server.url)
+            passes += 1
+            if on_progress:
+                on_progress(result.decided, result.items, sum(available.values()))
+            if result.done:
+                break
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"replay did not finish in {timeout:.0f} s ({result.decided}/{result.items} decided)")
+
+    labels = store.labels(name)
+    truth = dict(zip(data.truth["item"].astype(str), data.truth["label"].astype(str)))
+    counts = store.assignment_counts(name)
+    bought = sum(counts.values())
+    scored = [i for i in items if i in truth]
+    correct = sum(1 for i in scored if labels.get(i, {}).get("label") == truth[i])
+    money = store.money(name)
+    return {
+        "dataset": name,
+        "policy": policy or DEFAULT_POLICY,
+        "seed": seed,
+        "items": len(items),
+        "accuracy": round(correct / len(scored), 4) if scored else None,
+        "answers_per_item": round(bought / len(items), 3),
+        "available_per_item": round(sum(available.values()) / len(items), 3),
+        "fraction_bought": round(bought / sum(available.values()), 4),
+        "cost_usd": format_money(money["spent"]),
+        "unresolved": sum(1 for r in labels.values() if r["status"] == "unresolved"),
+        "blocked_workers": sum(1 for w in store.workers(name) if w["blocked"]),
+        "passes": passes,
+        "seconds": round(time.monotonic() - started, 2),
+        "api_calls": store.api_calls(name),
+        "home": str(ws.home),
+    }
+
+
+def _client(url: str):
+    import boto3
+
+    return boto3.client("mturk", endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id="annotate-local", aws_secret_access_key="annotate-local")
+
+
+def _expire_exhausted(store: Store, batch: str, exhausted: set[str], client) -> None:
+    """HITs still waiting for answers the dataset does not have: expire them now, as a requester
+    would stop waiting, so the policy decides with the answers the item has."""
+    now = datetime.now(timezone.utc)
+    for hit in store.hits(batch, created=True):
+        if hit["reviewed"] or f"{batch}/{hit['item_id']}" not in exhausted:
+            continue
+        if hit["expires_at"] and datetime.fromisoformat(hit["expires_at"]) <= now:
+            continue
+        client.update_expiration_for_hit(HITId=hit["hit_id"], ExpireAt=now - timedelta(seconds=1))
+        store.set_hit_fields(hit["hit_id"], expires_at=now.isoformat())

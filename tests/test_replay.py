@@ -1,0 +1,66 @@
+"""`annotate replay`: a real MTurk answer set through the marketplace over HTTP, and the same
+figures as the offline replay (annotate.consensus.simulate) answer for answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from annotate.cli import cli
+from annotate.consensus import get_policy
+from annotate.consensus.simulate import replay as offline_replay
+from annotate.datasets import load_crowd_dataset
+from annotate.replay import run_replay
+
+CROWD_DATA = Path(__file__).resolve().parents[2] / "shared" / "crowd-data"
+pytestmark = pytest.mark.skipif(not (CROWD_DATA / "temp").is_dir(), reason="../shared/crowd-data is not beside the repository")
+
+
+def small_dataset(tmp_path, name="temp", items=80) -> Path:
+    answers = pd.read_csv(CROWD_DATA / name / "answers.csv", dtype=str)
+    truth = pd.read_csv(CROWD_DATA / name / "truth.csv", dtype=str)
+    keep = sorted(truth["item"].unique())[:items]
+    out = tmp_path / name
+    out.mkdir()
+    answers[answers["item"].isin(keep)].to_csv(out / "answers.csv", index=False)
+    truth[truth["item"].isin(keep)].to_csv(out / "truth.csv", index=False)
+    return out
+
+
+@pytest.mark.parametrize("policy", ["agree", None])
+def test_live_replay_equals_the_offline_replay(tmp_path, policy):
+    dataset = small_dataset(tmp_path)
+    live = run_replay(dataset, policy=policy, seed=3, workdir=tmp_path, block=False)
+    data = load_crowd_dataset(dataset)
+    offline = offline_replay(get_policy(policy), data.answers, data.truth, seed=3)
+    assert live["items"] == offline.items == 80
+    assert live["accuracy"] == round(offline.accuracy, 4)
+    assert live["answers_per_item"] == round(offline.answers_per_item, 3)
+    assert live["unresolved"] == offline.unresolved
+    assert live["available_per_item"] == 10.0
+    assert live["api_calls"]["CreateHITWithHITType"] == 80
+
+
+def test_replay_cli_json_and_blocking(tmp_path):
+    dataset = small_dataset(tmp_path, items=120)
+    result = CliRunner().invoke(cli, ["replay", str(dataset), "--seed", "1", "--workdir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    for key in ("accuracy", "answers_per_item", "available_per_item", "cost_usd", "items", "unresolved"):
+        assert key in summary
+    assert summary["items"] == 120 and summary["accuracy"] > 0.85
+    assert summary["fraction_bought"] <= 0.4
+
+
+def test_bad_dataset_exits_2(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "answers.csv").write_text("item,worker\n1,2\n")
+    (bad / "truth.csv").write_text("item,label\n1,0\n")
+    result = CliRunner().invoke(cli, ["replay", str(bad), "--workdir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "answers.csv" in result.output
