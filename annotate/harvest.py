@@ -180,9 +180,16 @@ class Harvester:
         # Recorded as closed before the call: if the call is lost, the HIT is still Reviewable
         # and the next pass simply collects it again (collection is idempotent).
         self.store.mark_reviewed(reviewable)
-        for _ in parallel(lambda hit_id: self.mturk.call("UpdateHITReviewStatus", HITId=hit_id, Revert=False),
-                          reviewable, self.concurrency):
+        for _ in parallel(self._to_reviewing, reviewable, self.concurrency):
             pass
+
+    def _to_reviewing(self, hit_id: str) -> None:
+        try:
+            self.mturk.call("UpdateHITReviewStatus", HITId=hit_id, Revert=False)
+        except botocore.exceptions.ClientError:
+            # A retry after a lost response finds the HIT already moved: that is success.
+            if self.mturk.call("GetHIT", HITId=hit_id)["HIT"]["HITStatus"] != "Reviewing":
+                raise
 
     def _assignment_row(self, hit: dict, a: dict) -> dict:
         value, quarantine, fields, document = None, None, {}, None
