@@ -17,6 +17,7 @@ batch.toml:
     [hit]                            # HIT type properties, in MTurk's units
     title = "…"; description = "…"; keywords = "…"
     reward = "0.05"                  # USD, a string (money is never a float)
+    approval = "harvest"             # or "auto": no ApproveAssignment calls; MTurk approves at AutoApprovalTime
     assignment_duration = "10m"      # seconds or 30s / 10m / 2h / 3d
     lifetime = "3d"
     auto_approval_delay = "1d"
@@ -74,7 +75,7 @@ _KNOWN = {
               "label_attribute"},
     "workers": {"block", "block_below", "block_after"},
     "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
-            "auto_approval_delay", "frame_height", "qualifications"},
+            "auto_approval_delay", "frame_height", "qualifications", "approval"},
     "task": None,  # the task type's own settings live here too; the type checks them
     "budget": {"max_usd", "account_max_usd"},
 }
@@ -101,6 +102,7 @@ class HitSettings:
     auto_approval_delay: int
     frame_height: int
     qualifications: list[dict[str, Any]]
+    approval: str = "harvest"  # "harvest": annotate approves each answer once stored; "auto": MTurk does, at AutoApprovalTime
 
     @property
     def masters(self) -> bool:
@@ -284,6 +286,7 @@ def load_batch(batch_dir: str | Path) -> Batch:
         auto_approval_delay=parse_duration(h.get("auto_approval_delay", "1d"), "hit.auto_approval_delay", file),
         frame_height=frame_height,
         qualifications=qualifications,
+        approval=_approval(h.get("approval", "harvest"), file),
     )
 
     budget = config.get("budget", {})
@@ -323,6 +326,14 @@ def load_batch(batch_dir: str | Path) -> Batch:
         task_type=task_type, label_attribute=label_attribute, gold_column=gold_column,
         consensus=dict(config.get("consensus", {})), budget_usd=budget_usd, workers=workers,
     )
+
+
+def _approval(value: Any, file: str) -> str:
+    if value not in ("harvest", "auto"):
+        raise UserError(f"expected \"harvest\" (annotate approves each stored answer) or \"auto\" (MTurk approves "
+                        f"at AutoApprovalTime, saving one API call per assignment), got {value!r}",
+                        file=file, field="hit.approval")
+    return value
 
 
 def _missing(file: str, where: str):

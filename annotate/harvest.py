@@ -147,9 +147,9 @@ class Harvester:
         try:
             hits = self.store.hits_by_id(self.name)
             self._finish_pending_extensions(hits)
-            reviewable = [h["HITId"] for h in self.mturk.pages(
-                "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable", MaxResults=100)]
-            reviewable = [hit_id for hit_id in reviewable if hit_id in hits]
+            reviewable = {h["HITId"]: h for h in self.mturk.pages(
+                "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable", MaxResults=100)
+                if h["HITId"] in hits}
             self._collect(reviewable, hits)
             hits = self.store.hits_by_id(self.name)
             self._decide_and_act(hits)
@@ -159,10 +159,16 @@ class Harvester:
         return self.result
 
     # ------------------------------------------------------------------ collecting
-    def _collect(self, reviewable: list[str], hits: dict[str, dict]) -> None:
+    def _collect(self, reviewable: dict[str, dict], hits: dict[str, dict]) -> None:
+        """Store and approve the answers of Reviewable HITs. A HIT whose every assignment is stored
+        already (a HIT decided but not yet moved to Reviewing, or a pass that died) is not listed
+        again: the store knows its answers, and approves from there what is still unapproved."""
+        stored = self.store.assignment_counts_by_hit(self.name)
+        to_list = [hit_id for hit_id, h in reviewable.items()
+                   if stored.get(hit_id, 0) < h["MaxAssignments"] or not hits[hit_id]["reviewed"]]
         listed = parallel(lambda hit_id: list(self.mturk.pages("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
-                                                                 MaxResults=100)), reviewable, self.concurrency)
-        to_approve: list[str] = []
+                                                                 MaxResults=100)), to_list, self.concurrency)
+        to_approve: list[str] = self.store.unapproved(self.name, [h for h in reviewable if h not in set(to_list)])
         for hit_id, assignments in listed:
             hit = hits[hit_id]
             known = self.store.known_assignments(hit_id)
@@ -174,16 +180,16 @@ class Harvester:
                     to_approve.append(a["AssignmentId"])
                 elif a["AssignmentId"] in known and known[a["AssignmentId"]] != a["AssignmentStatus"]:
                     self.store.set_assignment_status(a["AssignmentId"], a["AssignmentStatus"])
+        if self.batch["config"].get("hit", {}).get("approval") == "auto":
+            # MTurk approves them itself at AutoApprovalTime: one API call saved per assignment.
+            to_approve = []
         approved = [aid for aid, _ in parallel(self._approve, to_approve, self.concurrency)]
         self.store.set_assignments_approved(approved)
         self.result.approved += len(approved)
-        # Recorded as closed before the call: if the call is lost, the HIT is still Reviewable
-        # and the next pass simply collects it again (collection is idempotent).
-        self.store.mark_reviewed(reviewable)
-        for _ in parallel(self._to_reviewing, reviewable, self.concurrency):
-            pass
+        self.store.mark_collected(list(reviewable))
 
     def _to_reviewing(self, hit_id: str) -> None:
+        """A decided HIT leaves MTurk's Reviewable list, so no later pass reads it again."""
         try:
             self.mturk.call("UpdateHITReviewStatus", HITId=hit_id, Revert=False)
         except botocore.exceptions.ClientError:
@@ -267,6 +273,12 @@ class Harvester:
                 rows.append(self._label_row(s["item"], "labelled" if decision.action == "label" else "unresolved", decision))
         self._extend(to_extend)
         self.store.save_labels(rows)
+        decided_now = {r["item_id"] for r in rows if r["status"] != "pending"}
+        finished = [s["hit"]["hit_id"] for s in closed
+                    if s["item"] in decided_now and s["hit"]["hit_status"] != "Reviewing"]
+        for _ in parallel(self._to_reviewing, finished, self.concurrency):
+            pass
+        self.store.mark_reviewing(finished)
         if self.task_type.single_label and len(answers):
             self._refresh(answers, prior, known)
         labels = self.store.labels(self.name)

@@ -199,10 +199,27 @@ class Store:
                 "expires_at = ? where token = ?",
                 [(hit_id, now, expires, token) for token, hit_id, expires in created])
 
-    def mark_reviewed(self, hit_ids: list[str]) -> None:
+    def mark_collected(self, hit_ids: list[str]) -> None:
+        """Closed: every answer the HIT will get is stored (it was Reviewable when read)."""
         with self.transaction():
-            self.db.conn.executemany("update hits set reviewed = 1, hit_status = 'Reviewing' where hit_id = ?",
-                                     [(h,) for h in hit_ids])
+            self.db.conn.executemany("update hits set reviewed = 1, hit_status = 'Reviewable' "
+                                     "where hit_id = ? and hit_status != 'Reviewing'", [(h,) for h in hit_ids])
+            self.db.conn.executemany("update hits set reviewed = 1 where hit_id = ?", [(h,) for h in hit_ids])
+
+    def mark_reviewing(self, hit_ids: list[str]) -> None:
+        with self.transaction():
+            self.db.conn.executemany("update hits set hit_status = 'Reviewing' where hit_id = ?", [(h,) for h in hit_ids])
+
+    def assignment_counts_by_hit(self, batch: str) -> dict[str, int]:
+        return {r["hit_id"]: r["n"] for r in self.db.query(
+            "select hit_id, count(*) as n from assignments where batch = ? group by hit_id", [batch])}
+
+    def unapproved(self, batch: str, hit_ids: list[str]) -> list[str]:
+        """Stored assignments of these HITs still Submitted (a pass died between storing and approving)."""
+        wanted = set(hit_ids)
+        return [r["assignment_id"] for r in self.db.query(
+            "select assignment_id, hit_id from assignments where batch = ? and status = 'Submitted'", [batch])
+            if r["hit_id"] in wanted]
 
     def hits_by_id(self, batch: str) -> dict[str, dict]:
         return {r["hit_id"]: r for r in self.hits(batch, created=True)}

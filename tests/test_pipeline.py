@@ -246,3 +246,21 @@ def test_cli_post_status_export(ws, marketplace, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "e" / "iris-small.manifest").exists() and not (tmp_path / "e" / "iris-small.csv").exists()
     assert runner.invoke(cli, [*home, "export", "nope"]).exit_code == 2
+
+
+def test_auto_approval_mode_leaves_approving_to_mturk(ws, marketplace, tmp_path):
+    batch_dir = make_batch(tmp_path, items=10, hit__approval='"auto"', hit__auto_approval_delay='"1h"')
+    batch = load_batch(batch_dir)
+    post_batch(ws, batch_dir, endpoint_url=marketplace.url)
+    crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=8, seed=1)
+    result = run_until_done(ws, batch, marketplace.url, crowd)
+    store = Store(ws.store_path)
+    assert "ApproveAssignment" not in store.api_calls(batch.name)
+    assert store.assignment_counts(batch.name) == {"Submitted": sum(store.assignment_counts(batch.name).values())}
+    # MTurk approves them at AutoApprovalTime: an hour later they all are.
+    marketplace.backend.clock = lambda: __import__("time").time() + 3700
+    client = mturk_client(marketplace.url)
+    for hit in all_hits(client):
+        assert all(a["AssignmentStatus"] == "Approved" for a in
+                   client.list_assignments_for_hit(HITId=hit["HITId"], MaxResults=100)["Assignments"])
+    assert result.done

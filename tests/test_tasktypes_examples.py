@@ -17,10 +17,10 @@ from annotate.templates import QUESTION_MAX_BYTES, QuestionRenderer
 from conftest import EXAMPLES
 
 # Measured with the default crowd (25 workers, accuracy 0.75-0.97, 10% spammers, seed 0):
-# 0.965 / 0.958 / 0.937 / 0.930 / 0.949 / 1.0. The floors leave room for thread timing, which
+# 0.965 / 0.958-0.967 / 0.937-0.940 / 0.930-0.932 / 0.949-0.965 / 0.95-1.0 over runs. The floors leave room for thread timing, which
 # changes which worker meets which HIT.
 FLOORS = {"shapes-multilabel": 0.9, "reviews-multilabel": 0.9, "shapes-boxes": 0.85,
-          "shapes-segmentation": 0.85, "news-entities": 0.88, "words-text": 0.9}
+          "shapes-segmentation": 0.85, "news-entities": 0.88, "words-text": 0.85}
 META_KEYS = {"type", "job-name", "human-annotated", "creation-date"}
 
 
@@ -121,3 +121,25 @@ def test_an_image_that_cannot_be_reached_is_named(tmp_path):
     batch = load_batch(tmp_path / "b")
     with pytest.raises(UserError, match=r"item 'box001' .*media file not found: .*box-001.png"):
         QuestionRenderer(batch, "local").html(batch.items[0])
+
+
+@pytest.mark.parametrize("template, column, value", [
+    ("image-classification.html.j2", "source-ref", "images/ml-001.png"),
+    ("text-classification.html.j2", "source", "Fast shipping, well packed."),
+])
+def test_single_label_templates_offer_one_choice_per_label(tmp_path, template, column, value):
+    import shutil
+
+    from annotate.marketplace.crowd import choice_groups, parse_forms
+
+    shutil.copytree(EXAMPLES / "shapes-multilabel", tmp_path / "b")
+    toml = (tmp_path / "b" / "batch.toml").read_text()
+    toml = toml.replace('template = "image-multilabel.html.j2"', f'template = "{template}"')
+    toml = toml.replace('task_type = "image-classification-multilabel"', 'task_type = "image-classification"')
+    (tmp_path / "b" / "batch.toml").write_text(toml)
+    (tmp_path / "b" / "items.jsonl").write_text(json.dumps({"id": "1", column: value, "shapes": "circle"}) + "\n")
+    batch = load_batch(tmp_path / "b")
+    html = QuestionRenderer(batch, "local").html(batch.items[0])
+    [form] = parse_forms(html)
+    assert choice_groups(form) == {"shapes": ["circle", "square", "triangle"]}
+    assert (value in html) if column == "source" else ("data:image/png;base64," in html)

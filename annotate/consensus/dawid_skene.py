@@ -67,15 +67,22 @@ def _softmax_rows(scores: np.ndarray) -> np.ndarray:
 
 class DawidSkene(BaseAggregator):
     def __init__(self, n_iter: int = 100, tol: float = 1e-5, smoothing: float = 0.0,
-                 prior_weight: float = 4.0, default_skill: float = 0.7):
+                 prior_weight: float = 4.0, default_skill: float = 0.7, error_shape: str = "uniform"):
+        if error_shape not in ("uniform", "pooled"):
+            raise ValueError(f"error_shape must be 'uniform' or 'pooled', got {error_shape!r}")
         self.n_iter = n_iter
+        self.error_shape = error_shape
         self.tol = tol
         self.smoothing = smoothing
         self.prior_weight = prior_weight
         self.default_skill = default_skill
 
-    def _pseudo_counts(self, enc: Encoded, prior: np.ndarray) -> np.ndarray | None:
-        """Dirichlet pseudo-counts in the (worker*K + given, true) layout, or None."""
+    def _pseudo_counts(self, enc: Encoded, prior: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray | None:
+        """Dirichlet pseudo-counts in the (worker*K + given, true) layout, or None.
+
+        `pooled` (K given x K true expected counts over the whole crowd), with error_shape
+        "pooled", spreads each prior's error mass over the wrong labels as the crowd's errors fall
+        (e.g. two look-alike classes), instead of uniformly; the prior's accuracy is unchanged."""
         known = ~np.isnan(prior)
         strength = np.where(known, self.prior_weight, 0.0) + self.smoothing
         if not (strength > 0).any():
@@ -83,14 +90,22 @@ class DawidSkene(BaseAggregator):
         k = enc.n_labels
         # known workers: centre on their prior skill; others on default_skill
         skill = np.clip(np.where(known, prior, self.default_skill), 1e-3, 1 - 1e-3)
-        off = (1.0 - skill) / max(k - 1, 1)
         eye = np.eye(k)
-        # pseudo[w, given, true] = strength_w * (skill_w if given == true else off_w)
-        pseudo = strength[:, None, None] * (eye[None] * skill[:, None, None] + (1 - eye)[None] * off[:, None, None])
+        if pooled is None or k <= 2:
+            shape = (1 - eye) / max(k - 1, 1)
+        else:
+            off_counts = pooled * (1 - eye) + (1 - eye) * 1e-3  # [given, true], off-diagonal only
+            shape = off_counts / off_counts.sum(axis=0, keepdims=True)
+        # pseudo[w, given, true] = strength_w * (skill_w if given == true else (1 - skill_w) * shape)
+        pseudo = strength[:, None, None] * (eye[None] * skill[:, None, None]
+                                            + (1 - skill)[:, None, None] * shape[None])
         return pseudo.reshape(enc.n_workers * k, k)
 
     def _m_step(self, lay: _Layout, probas: np.ndarray, pseudo, w_count: int) -> tuple[np.ndarray, np.ndarray]:
         raw = lay.m_counts(probas)
+        if self.error_shape == "pooled" and pseudo is not None and lay.k > 2:
+            pseudo = self._pseudo_counts(self._enc, self._prior,
+                                         raw.reshape(w_count, lay.k, lay.k).sum(axis=0))
         counts = np.clip(raw + pseudo if pseudo is not None else raw, EPS, None)
         k = lay.k
         c3 = counts.reshape(w_count, k, k)  # [worker, given, true]
@@ -99,6 +114,7 @@ class DawidSkene(BaseAggregator):
 
     def _fit(self, enc: Encoded, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lay = _Layout(enc)
+        self._enc, self._prior = enc, prior
         pseudo = self._pseudo_counts(enc, prior)
         if np.isnan(prior).all():
             probas = normalise_rows(vote_counts(enc))  # soft majority vote
@@ -127,4 +143,5 @@ class DawidSkene(BaseAggregator):
         k = enc.n_labels
         self.errors_ = np.exp(log_conf).reshape(enc.n_workers, k, k)  # [worker, given, true]
         self.priors_ = class_prior
+        del self._enc, self._prior
         return probas, posterior_agreement(enc, probas)

@@ -205,7 +205,8 @@ class ConfidencePolicy(Policy):
 
     name = "confidence"
     SETTINGS = {**Policy.SETTINGS, "aggregator": "dawid_skene", "threshold": 0.95, "budget": None,
-                "initial_assignments": 2, "smoothing": 2.0, "default_skill": 0.7, "pace": 1.0}
+                "initial_assignments": 2, "smoothing": 2.0, "default_skill": 0.7, "pace": 1.0,
+                "error_shape": "uniform"}
 
     def _configure(self) -> None:
         self.threshold = _check_prob("threshold", self.settings["threshold"])
@@ -222,7 +223,8 @@ class ConfidencePolicy(Policy):
     def make_aggregator(self):
         if self.settings["aggregator"] == "dawid_skene":
             return _agg.get_aggregator("dawid_skene", smoothing=float(self.settings["smoothing"]),
-                                       default_skill=float(self.settings["default_skill"]))
+                                       default_skill=float(self.settings["default_skill"]),
+                                       error_shape=self.settings["error_shape"])
         return super().make_aggregator()
 
     def decide(self, answers, items, skills=None):
