@@ -134,9 +134,15 @@ def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_fo
 
 
 @click.command()
-@click.argument("batch")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["manifest", "csv"]),
-              help="manifest (Ground Truth augmented manifest) and/or csv; both by default.")
+@click.argument("batch", required=False)
+@click.option("--format", "formats", multiple=True, type=click.Choice(["manifest", "csv", "segmentation-channels"]),
+              help="manifest (Ground Truth augmented manifest) and/or csv; both by default. segmentation-channels: "
+                   "the built-in semantic-segmentation algorithm's train/, train_annotation/, validation/, "
+                   "validation_annotation/, label_map/ layout from a segmentation manifest.")
+@click.option("--from-manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With segmentation-channels: a Ground Truth semantic-segmentation output manifest to convert "
+                   "(default: the batch's own export).")
+@click.option("--label-attribute", default=None, help="With --from-manifest: the mask attribute, if the manifest has several.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: <home>/exports/<batch>].")
 @click.option("--split", type=float, default=0.8, show_default=True, help="Training share of a stratified train/validation split.")
@@ -144,10 +150,33 @@ def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_fo
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @click.pass_obj
-def export(ws, batch, formats, out_dir, split, no_split, seed, as_json):
-    """Export a batch's consensus labels as an augmented manifest and/or CSV."""
+def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, no_split, seed, as_json):
+    """Export a batch's consensus labels as an augmented manifest and/or CSV (or segmentation channels)."""
     from annotate.export import export_batch
 
+    if "segmentation-channels" in formats:
+        from annotate.sagemaker.segmentation import segmentation_channels
+
+        if len(formats) > 1:
+            raise UserError("segmentation-channels is exported on its own", field="--format")
+        if from_manifest is None:
+            if not batch:
+                raise UserError("name a BATCH or give --from-manifest", field="--format")
+            own = export_batch(ws, batch, ws.exports / batch, formats=("manifest",), split=None, seed=seed)
+            from_manifest, label_attribute = own.manifest, label_attribute or f"{own.label_attribute}-ref"
+        target = out_dir or (ws.exports / (batch or from_manifest.stem) / "segmentation-channels")
+        channels = segmentation_channels(from_manifest, target, label_attribute=label_attribute,
+                                         split=1.0 if no_split else split, seed=seed)
+        summary = {"out": str(channels.out_dir), "train": len(channels.train), "validation": len(channels.validation),
+                   "classes": {str(k): v for k, v in channels.classes.items()}}
+        if as_json:
+            emit_json(summary)
+        else:
+            err.print(f"Wrote {len(channels.train)} training and {len(channels.validation)} validation image(s) "
+                      f"with their masks under {channels.out_dir}")
+        return
+    if not batch:
+        raise UserError("name the BATCH to export", field="BATCH")
     result = export_batch(ws, batch, out_dir or ws.exports / batch, formats=tuple(formats) or ("manifest", "csv"),
                           split=None if no_split else split, seed=seed)
     summary = {"batch": result.batch, "items": result.n_items, "train": result.n_train,

@@ -206,23 +206,39 @@ def predict_command(ws, endpoint, inputs, target, threshold, out_dir, region, as
 
 
 @click.command("teardown")
-@click.argument("endpoint")
+@click.argument("endpoint", required=False)
 @click.option("--target", type=click.Choice(["local", "aws"]), default=None,
               help="Default: where the endpoint was deployed.")
+@click.option("--batch", "batches", multiple=True, help="Also expire this batch's HITs still open to workers (repeatable).")
+@click.option("--production", is_flag=True, help="The batches are on MTurk production (required to touch them there).")
 @region_option
 @yes_option
 @json_option
 @click.pass_obj
-def teardown_command(ws, endpoint, target, region, yes, as_json):
-    """Delete ENDPOINT with its endpoint config and model (aws), or stop the local endpoint."""
+def teardown_command(ws, endpoint, target, batches, production, region, yes, as_json):
+    """Delete ENDPOINT with its endpoint config and model (aws), or stop the local endpoint; with
+    --batch, also expire the batch's leftover HITs, so nothing keeps billing or taking work."""
+    from annotate.cleanup import expire_leftover_hits, open_hits
+    from annotate.sagemaker.deploy import TeardownStep
     from annotate.sagemaker.endpoint import load_record
+    from annotate.store import Store
 
-    record = load_record(ws.home, endpoint) or {}
-    where = target or record.get("target") or "aws"
-    session = _session(region or record.get("region")) if where == "aws" else None
-    steps = teardown_steps(ws.home, endpoint, session=session, target=where)
-    # Other parts of annotate add their steps here (e.g. expiring the batch's leftover HITs)
-    # so that one confirmation lists everything that goes.
+    if not endpoint and not batches:
+        raise UserError("name an ENDPOINT, a --batch, or both", field="teardown")
+    steps = []
+    if endpoint:
+        record = load_record(ws.home, endpoint) or {}
+        where = target or record.get("target") or "aws"
+        session = _session(region or record.get("region")) if where == "aws" else None
+        steps = teardown_steps(ws.home, endpoint, session=session, target=where)
+    store = Store(ws.store_path)
+    for batch in batches:
+        if store.get_batch(batch) is None:
+            raise UserError(f"no batch named {batch!r}", field="--batch")
+        n = len(open_hits(store, batch))
+        steps.append(TeardownStep(
+            f"expire {n} open HIT(s) of batch {batch}",
+            lambda b=batch: expire_leftover_hits(ws, b, target="production" if production else None)))
     if not yes:
         click.echo("This removes:")
         for step in steps:
@@ -230,7 +246,7 @@ def teardown_command(ws, endpoint, target, region, yes, as_json):
         if not click.confirm("Proceed?", default=False):
             click.echo("cancelled; nothing was removed", err=True)
             raise click.exceptions.Exit(1)
-    gone = teardown(ws.home, endpoint, steps)
+    gone = teardown(ws.home, endpoint, steps) if endpoint else [s.description for s in steps if s.run() is not False]
     if as_json:
         emit_json({"endpoint": endpoint, "removed": gone})
     else:
