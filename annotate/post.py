@@ -24,7 +24,7 @@ from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
 from annotate.mturk import MTurk, connect, existing_hit_id
 from annotate.store import Store, utcnow
-from annotate.templates import QuestionRenderer, s3_presigner
+from annotate.templates import QuestionRenderer, local_media_prefix, register_local_media, s3_presigner
 from annotate.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -144,6 +144,8 @@ def post_batch(
             new = [i for i in batch.items if i.id not in set(store.item_ids(batch.name))]
             store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
                               "data": _json(i.data), "gold": i.gold, "known": i.known} for i in new])
+        if target == "local" and any(local_media_prefix(batch.dir) in q for q in questions.values()):
+            register_local_media(mturk.endpoint_url, batch.dir)  # before any HIT can show the files
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id

@@ -3,8 +3,8 @@ PNG through headless Chromium.
 
     result = preview(batch_dir, item="3", screenshot="out.png")
 
-The item is rendered for the local target (so local media is inlined, as the demo shows it), posted
-to a throwaway embedded marketplace (temporary database), and fetched from the worker site:
+The item is rendered for the local target (local media served by the marketplace, as the demo shows
+it), posted to a throwaway embedded marketplace (temporary database), and fetched from the worker site:
 `/worker/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=…` is what MTurk shows in its
 preview frame; with `accept=True` a preview worker accepts the HIT first, so the form is live.
 Screenshots use Playwright with the system's Chromium when both are there, else
@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 from annotate.config import Batch, Item, load_batch
 from annotate.errors import UserError
-from annotate.templates import QuestionRenderer
+from annotate.templates import QuestionRenderer, register_local_media
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 PREVIEW_WORKER = "APREVIEWWORKER0"
@@ -83,6 +83,7 @@ def serving(batch_dir: str | Path, item: str | int | None = None, *, accept: boo
             MarketplaceServer(Path(tmp) / "marketplace.db", faults="") as server:
         client = boto3.client("mturk", endpoint_url=server.url, region_name="us-east-1",
                               aws_access_key_id="preview", aws_secret_access_key="preview")
+        register_local_media(server.url, batch.dir)
         hit = client.create_hit(
             Title=batch.hit.title, Description=batch.hit.description, Keywords=batch.hit.keywords,
             Reward=str(batch.hit.reward), MaxAssignments=1, LifetimeInSeconds=batch.hit.lifetime,

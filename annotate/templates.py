@@ -19,10 +19,12 @@ A template sees:
 from __future__ import annotations
 
 import base64
+import hashlib
 import mimetypes
 from importlib import resources
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import jinja2
 
@@ -93,6 +95,14 @@ class MediaResolver:
             raise UserError(f"{ref!r} is a local file, which MTurk workers cannot load; upload it to S3 "
                             "and reference it as s3://bucket/key (or an https:// URL), or embed a small "
                             "file with inline(...) in the template")
+        path = (self.batch.dir / ref) if not Path(ref).is_absolute() else Path(ref)
+        root = self.batch.dir.resolve()
+        if path.resolve().is_relative_to(root):
+            if not path.is_file():
+                raise UserError(f"media file not found: {path}")
+            # Served by the local marketplace (the batch directory is registered when posting);
+            # a relative URL, so it works on whatever port the marketplace runs.
+            return local_media_prefix(root) + quote(path.resolve().relative_to(root).as_posix())
         return self.inline(ref)
 
     def inline(self, value: object) -> str:
@@ -109,6 +119,27 @@ class MediaResolver:
                             f"under {INLINE_MEDIA_MAX_BYTES} bytes (serve larger files over https or s3)")
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def local_media_prefix(root: Path) -> str:
+    """Where the local marketplace serves a registered directory: /media/<name>/, the name being the
+    first 16 hex digits of the SHA-256 of the directory's absolute path (the marketplace's rule;
+    `register_local_media` checks that the two agree)."""
+    return "/media/" + hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:16] + "/"
+
+
+def register_local_media(marketplace_url: str, root: Path) -> str:
+    """Ask the local marketplace to serve `root` (its own extension, POST /_media)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    data = urllib.parse.urlencode({"root": str(Path(root).resolve())}).encode()
+    with urllib.request.urlopen(urllib.request.Request(marketplace_url.rstrip("/") + "/_media", data=data), timeout=30) as r:
+        prefix = json.loads(r.read())["prefix"]
+    if prefix != local_media_prefix(root):
+        raise RuntimeError(f"the marketplace serves {root} under {prefix}, not {local_media_prefix(root)}")
+    return prefix
 
 
 def s3_presigner(s3_client) -> Callable[[str, int], str]:

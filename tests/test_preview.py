@@ -19,7 +19,7 @@ def test_preview_writes_the_workers_page_for_an_item(tmp_path):
     assert result.item_id == "box003"
     page = (tmp_path / "page.html").read_text()
     assert 'data-annotate-type="boxes"' in page and 'id="mturk_form"' in page
-    assert "data:image/png;base64," in page  # the local picture, inlined for the local target
+    assert "/media/" in page  # the local picture, served by the local marketplace
     by_id = preview(EXAMPLES / "shapes-boxes", "box003", html_out=tmp_path / "again.html")
     assert by_id.item_id == "box003"
 
@@ -31,6 +31,18 @@ def test_preview_serves_a_page_that_is_live_when_accepted():
         assert 'name="word"' in page
     with serving(EXAMPLES / "words-text") as result:
         assert "ASSIGNMENT_ID_NOT_AVAILABLE" in result.url  # MTurk's preview: submit is disabled
+
+
+def test_local_pictures_are_served_by_the_marketplace():
+    import re
+
+    with serving(EXAMPLES / "shapes-boxes", "3") as result:
+        page = urllib.request.urlopen(result.url).read().decode()
+        [src] = set(re.findall(r'src="(/media/[0-9a-f]{16}/[^"]+)"', page))
+        base = result.url.split("/worker/")[0]
+        with urllib.request.urlopen(base + src) as picture:
+            assert picture.headers["Content-Type"] == "image/png"
+            assert picture.read().startswith(b"\x89PNG")
 
 
 def test_unknown_item_is_a_clear_error():

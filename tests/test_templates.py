@@ -90,3 +90,24 @@ def test_local_media_is_inlined_locally_and_refused_on_mturk():
     with pytest.raises(UserError, match="local file"):
         renderer.media("images/digit-0001.png")
     assert renderer.media("https://example.org/a.png") == "https://example.org/a.png"
+
+
+def test_large_local_media_is_served_not_inlined(tmp_path, marketplace):
+    import urllib.request
+
+    from annotate.templates import local_media_prefix, register_local_media
+
+    batch_dir = make_batch(tmp_path, items=1)
+    big = batch_dir / "photos" / "big.jpg"
+    big.parent.mkdir()
+    big.write_bytes(b"\xff\xd8" + bytes(200_000))  # far over what could be inlined
+    renderer = QuestionRenderer(load_batch(batch_dir), "local")
+    url = renderer.media("photos/big.jpg")
+    assert url == local_media_prefix(batch_dir) + "photos/big.jpg"
+    assert register_local_media(marketplace.url, batch_dir) == local_media_prefix(batch_dir)
+    with urllib.request.urlopen(marketplace.url + url) as response:
+        assert len(response.read()) == 200_002
+    with pytest.raises(UserError, match="media file not found"):
+        renderer.media("photos/missing.jpg")
+    with pytest.raises(UserError, match="local file"):
+        QuestionRenderer(load_batch(batch_dir), "production").media("photos/big.jpg")

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from annotate.marketplace.faults import ENV_VAR, Faults, FaultSpec
-from annotate.marketplace.media import MediaFiles
+from annotate.marketplace.media import MediaFiles, register_media
 from annotate.marketplace.models import Marketplace
 from annotate.marketplace.responses import MTurkResponses, service_model
 from annotate.marketplace.worker import WorkerSite, parse_form
@@ -78,6 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
             media = marketplace.media.handle(self.command, split.path)
             if media is not None:
                 self._send(*media)
+                return
+            if self.command == "POST" and split.path == "/_media":
+                # The local emulator's own extension (no MTurk counterpart): the requester on this
+                # machine registers a directory whose files HITs may show.
+                self._send(*register_media(marketplace.media, parse_form(self.headers.get("Content-Type") or "", body)))
                 return
             form = parse_form(self.headers.get("Content-Type") or "", body) if self.command == "POST" else []
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
@@ -137,8 +142,8 @@ class MarketplaceServer:
             faults = os.environ.get(ENV_VAR, "")
         spec = faults if isinstance(faults, FaultSpec) else FaultSpec.parse(faults)
         self.faults: Faults | None = Faults(spec) if spec.active else None
-        self.media = MediaFiles(media_roots)
         self.backend = Marketplace(db_path, clock=clock)
+        self.media = MediaFiles(media_roots, db_path=db_path)
         self.responses = MTurkResponses(self.backend)
         self.site = WorkerSite(self.backend)
         service_model()  # load botocore's model now, not on the first request
