@@ -108,9 +108,10 @@ def harvest(
     concurrency: int | None = None,
     confirm: Callable[[str], bool] | None = None,
 ) -> list[HarvestResult]:
-    """One pass over the given batches (all of them by default)."""
+    """One pass over the given batches. By default: every batch on `target`, or, with no target, every
+    batch not on production (production is never implied: see `skipped_production`)."""
     store = Store(ws.ensure().store_path)
-    names = batch_names or store.batch_names()
+    names = batch_names or batches_for(store, target)
     results = []
     with harvest_lock(ws, wait=wait_for_lock):
         for name in names:
@@ -126,6 +127,18 @@ def harvest(
             with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
                 results.append(Harvester(store, batch, client, concurrency).run())
     return results
+
+
+def batches_for(store: Store, target: str | None) -> list[str]:
+    rows = [store.get_batch(n) for n in store.batch_names()]
+    return [r["name"] for r in rows if (r["target"] == target if target else r["target"] != "production")]
+
+
+def skipped_production(store: Store, batch_names: list[str] | None, target: str | None) -> list[str]:
+    """Production batches a bare `annotate harvest` leaves alone (they need --target production)."""
+    if batch_names or target == "production":
+        return []
+    return [n for n in store.batch_names() if store.get_batch(n)["target"] == "production"]
 
 
 class Harvester:

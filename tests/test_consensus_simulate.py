@@ -74,3 +74,16 @@ def test_default_policy_meets_target_on_temp():
         assert default.accuracy >= ds_all - 0.01, (seed, default.accuracy, ds_all)
         assert default.fraction_bought <= 0.40
         assert default.accuracy >= tutorial.accuracy
+
+
+@pytest.mark.skipif(not (DATA / "dog").is_dir(), reason="shared crowd data not present")
+def test_default_policy_on_dog_holds_its_measured_level():
+    # issue #3's open gap: dog's target is DS over all answers - 0.01 = 0.8326, and the default
+    # reaches 0.8169 (5 seeds) at the 40% budget. Pin the measured level so it cannot regress.
+    ds = load_crowd_dataset(DATA / "dog")
+    for seed, floor in ((0, 0.82), (1, 0.82)):
+        default = replay(get_policy(None), ds.answers, ds.truth, seed=seed)
+        tutorial = replay(get_policy("agree"), ds.answers, ds.truth, seed=seed)
+        assert default.accuracy >= floor, (seed, default.accuracy)
+        assert default.fraction_bought <= 0.40
+        assert default.accuracy >= tutorial.accuracy

@@ -108,7 +108,13 @@ def _result_json(r) -> dict:
 @click.pass_obj
 def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, concurrency, yes, as_json):
     """Harvest answers: store, approve, reach consensus, buy more assignments. One pass (for cron) unless --watch."""
-    from annotate.harvest import HarvestBusy, harvest as run_pass, harvest_until_done
+    from annotate.harvest import HarvestBusy, harvest as run_pass, harvest_until_done, skipped_production
+    from annotate.store import Store
+
+    skipped = skipped_production(Store(ws.ensure().store_path), list(batches), target)
+    if skipped:
+        err.print(f"[yellow]Left alone: production batch(es) {', '.join(skipped)} "
+                  "(harvest them with --target production --yes).[/]")
 
     kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock, concurrency=concurrency,
                   confirm=_confirm_or_refuse(yes))
@@ -128,7 +134,7 @@ def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_fo
             emit_json({"busy": True, "message": str(exc), "batches": []})
         return
     if as_json:
-        emit_json({"busy": False, "batches": [_result_json(r) for r in results]})
+        emit_json({"busy": False, "batches": [_result_json(r) for r in results], "skipped_production": skipped})
     else:
         out.print(_results_table(results))
 
