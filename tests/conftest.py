@@ -59,3 +59,34 @@ def _set(text: str, section: str, field: str, value: str) -> str:
 @pytest.fixture
 def batch_dir(tmp_path) -> Path:
     return make_batch(tmp_path)
+
+
+def mturk_client(url: str, **config):
+    """boto3 pointed at a marketplace, with any credentials (as a requester's code would be)."""
+    import boto3
+
+    return boto3.client("mturk", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x", **config)
+
+
+def all_hits(client) -> list[dict]:
+    """Every HIT, following NextToken."""
+    hits, token = [], None
+    while True:
+        page = client.list_hits(MaxResults=100, **({"NextToken": token} if token else {}))
+        hits += page["HITs"]
+        token = page.get("NextToken")
+        if not token or not page["HITs"]:
+            return hits
+
+
+def run_until_done(ws, batch, url, crowd, passes=80):
+    """Crowd works, harvest passes, until the batch is done."""
+    from annotate.harvest import harvest
+
+    for _ in range(passes):
+        crowd.work()
+        [result] = harvest(ws, [batch.name], endpoint_url=url)
+        if result.done:
+            return result
+    raise AssertionError("harvest never finished")

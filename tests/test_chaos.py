@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from annotate.store import Store
-from conftest import make_batch
+from conftest import all_hits, make_batch
 
 SOAK = os.environ.get("ANNOTATE_SOAK") == "1"
 ITEMS = 150  # the iris items; ANNOTATE_SOAK raises the kills instead
@@ -129,13 +129,7 @@ def final_labels(home: Path, tmp: Path) -> dict[str, str]:
 
 
 def marketplace_view(client) -> tuple[list[dict], dict[str, list[dict]]]:
-    hits, token = [], None
-    while True:
-        page = client.list_hits(MaxResults=100, **({"NextToken": token} if token else {}))
-        hits += page["HITs"]
-        token = page.get("NextToken")
-        if not token or not page["HITs"]:
-            break
+    hits = all_hits(client)
     assignments = {h["HITId"]: client.list_assignments_for_hit(HITId=h["HITId"], MaxResults=100)["Assignments"]
                    for h in hits}
     return hits, assignments

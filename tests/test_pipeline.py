@@ -7,7 +7,6 @@ import json
 import urllib.parse
 import urllib.request
 
-import boto3
 import pytest
 from click.testing import CliRunner
 
@@ -19,31 +18,7 @@ from annotate.harvest import HarvestBusy, harvest, harvest_lock
 from annotate.marketplace.crowd import SimulatedCrowd
 from annotate.post import post_batch, request_token
 from annotate.store import Store
-from conftest import make_batch
-
-
-def mturk_client(url):
-    return boto3.client("mturk", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x")
-
-
-def all_hits(client):
-    hits, token = [], None
-    while True:
-        page = client.list_hits(MaxResults=100, **({"NextToken": token} if token else {}))
-        hits += page["HITs"]
-        token = page.get("NextToken")
-        if not token or not page["HITs"]:
-            return hits
-
-
-def run_until_done(ws, batch, url, crowd, passes=60):
-    for _ in range(passes):
-        crowd.work()
-        [result] = harvest(ws, [batch.name], endpoint_url=url)
-        if result.done:
-            return result
-    raise AssertionError("harvest never finished")
+from conftest import all_hits, make_batch, mturk_client, run_until_done
 
 
 def worker_submit(url, hit_id, worker_id, fields):

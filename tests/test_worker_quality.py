@@ -3,7 +3,6 @@ buy nothing more; known-answer items score workers and are never exported."""
 
 from __future__ import annotations
 
-import boto3
 
 from annotate.config import load_batch
 from annotate.export import export_batch
@@ -11,20 +10,7 @@ from annotate.harvest import harvest
 from annotate.marketplace.crowd import SimulatedCrowd
 from annotate.post import post_batch
 from annotate.store import Store
-from conftest import make_batch
-
-
-def client(url):
-    return boto3.client("mturk", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-
-
-def run(ws, url, batch, crowd, passes=80):
-    for _ in range(passes):
-        crowd.work()
-        [result] = harvest(ws, [batch.name], endpoint_url=url)
-        if result.done:
-            return result
-    raise AssertionError("not done")
+from conftest import make_batch, mturk_client, run_until_done
 
 
 def test_spammers_are_blocked_and_stop_getting_work(ws, marketplace, tmp_path):
@@ -34,8 +20,8 @@ def test_spammers_are_blocked_and_stop_getting_work(ws, marketplace, tmp_path):
     crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=6, spammer_share=0.34,
                            accuracy=(0.9, 0.98), seed=2)
     spammers = {w.worker_id for w in crowd.workers if w.spammer}
-    run(ws, marketplace.url, batch, crowd)
-    blocks = {b["WorkerId"]: b["Reason"] for b in client(marketplace.url).list_worker_blocks(MaxResults=100)["WorkerBlocks"]}
+    run_until_done(ws, batch, marketplace.url, crowd)
+    blocks = {b["WorkerId"]: b["Reason"] for b in mturk_client(marketplace.url).list_worker_blocks(MaxResults=100)["WorkerBlocks"]}
     assert spammers and set(blocks) == spammers  # every spammer, and nobody else
     assert all("look random" in reason for reason in blocks.values())
     store = Store(ws.store_path)
@@ -59,7 +45,7 @@ def test_known_answers_score_workers_and_are_not_exported(ws, marketplace, tmp_p
     assert sum(1 for i in batch.items if i.known) == 6 and "known" not in batch.items[0].data
     post_batch(ws, batch_dir, endpoint_url=marketplace.url)
     crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=6, spammer_share=0.0, seed=4)
-    result = run(ws, marketplace.url, batch, crowd)
+    result = run_until_done(ws, batch, marketplace.url, crowd)
     store = Store(ws.store_path)
     labels = store.labels(batch.name)
     assert sum(1 for r in labels.values() if r["status"] == "known") == 6

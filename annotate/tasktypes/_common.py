@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 from annotate.answers import AnswerError, task_answers
 from annotate.tasktypes.base import TaskSpec
@@ -80,3 +80,50 @@ def setting(spec: TaskSpec, name: str, default: float, lo: float, hi: float) -> 
 def majority(n: int) -> int:
     """Answers needed for a strict majority of n."""
     return n // 2 + 1
+
+
+def greedy_pairs(a: list, b: list, similarity: Callable[[Any, Any], float], threshold: float) -> list[tuple[int, int, float]]:
+    """One-to-one pairs (i, j, similarity) of a[i] and b[j], the most similar first; pairs under
+    `threshold` never match (how Ground Truth matches boxes, and we match spans)."""
+    pairs = sorted(((similarity(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
+    taken_a, taken_b, out = set(), set(), []
+    for value, i, j in pairs:
+        if value < threshold:
+            break
+        if i in taken_a or j in taken_b:
+            continue
+        taken_a.add(i)
+        taken_b.add(j)
+        out.append((i, j, value))
+    return out
+
+
+def same_label(similarity: Callable[[dict, dict], float]) -> Callable[[dict, dict], float]:
+    """Objects of different labels never match."""
+    return lambda x, y: similarity(x, y) if x["label"] == y["label"] else 0.0
+
+
+def match_score(got: list[dict], want: list[dict], similarity: Callable[[dict, dict], float],
+                threshold: float = 0.5) -> float:
+    """How well two object sets agree, 0..1: same-label objects matched one to one (pairs under
+    `threshold` do not match), summed similarity over the larger set's size."""
+    if not got and not want:
+        return 1.0
+    matched = greedy_pairs(got, want, same_label(similarity), threshold)
+    return sum(value for _, _, value in matched) / max(len(got), len(want))
+
+
+def cluster_objects(answers: list[list[dict]], similarity: Callable[[dict, dict], float], threshold: float,
+                    represent: Callable[[list[dict]], dict]) -> list[dict]:
+    """Greedy clustering across workers' answers: each answer's objects join the clusters they best
+    match one to one (similarity to the cluster's representative ≥ `threshold`); the rest start new
+    clusters. A cluster is {"members": {answer index: object}, "rep": represent(members)}."""
+    clusters: list[dict] = []
+    for index, objects in enumerate(answers):
+        matched = greedy_pairs([c["rep"] for c in clusters], objects, similarity, threshold)
+        for ci, oi, _ in matched:
+            clusters[ci]["members"][index] = objects[oi]
+            clusters[ci]["rep"] = represent(list(clusters[ci]["members"].values()))
+        taken = {oi for _, oi, _ in matched}
+        clusters.extend({"members": {index: obj}, "rep": dict(obj)} for oi, obj in enumerate(objects) if oi not in taken)
+    return clusters

@@ -18,7 +18,8 @@ from collections import Counter
 from typing import Any
 
 from annotate.answers import AnswerError
-from annotate.tasktypes._common import integer, json_field, label_of, majority, number, setting
+from annotate.tasktypes._common import cluster_objects, integer, json_field, label_of, majority, number, same_label, setting
+from annotate.tasktypes._common import match_score as _match_score
 from annotate.tasktypes.base import Consolidation, TaskSpec, TaskType
 
 MAX_BOXES = 500
@@ -36,22 +37,8 @@ def iou(a: dict, b: dict) -> float:
 
 
 def match_score(got: list[dict], want: list[dict], threshold: float = 0.5) -> float:
-    """How well two box sets agree, 0..1: greedy one-to-one matching of same-class boxes by IoU
-    (pairs under `threshold` do not match), summed IoU over the larger set's size."""
-    if not got and not want:
-        return 1.0
-    pairs = sorted(((iou(g, w), i, j) for i, g in enumerate(got) for j, w in enumerate(want)
-                    if g["label"] == w["label"]), reverse=True)
-    used_g, used_w, total = set(), set(), 0.0
-    for value, i, j in pairs:
-        if value < threshold:
-            break
-        if i in used_g or j in used_w:
-            continue
-        used_g.add(i)
-        used_w.add(j)
-        total += value
-    return total / max(len(got), len(want))
+    """How well two box sets agree, 0..1 (IoU of same-class boxes matched one to one)."""
+    return _match_score(got, want, iou, threshold)
 
 
 class BoundingBox(TaskType):
@@ -102,27 +89,12 @@ class BoundingBox(TaskType):
         (width, height), _ = sizes.most_common(1)[0]
         usable = [a for _, a in answers if (a["image_size"]["width"], a["image_size"]["height"]) == (width, height)]
         n = len(answers)
-        clusters: list[dict] = []  # {"label", "members": {answer index: box}, "mean": box}
-        for index, answer in enumerate(usable):
-            pairs = sorted(((iou(c["mean"], b), ci, bi) for ci, c in enumerate(clusters)
-                            for bi, b in enumerate(answer["boxes"]) if c["label"] == b["label"]), reverse=True)
-            taken_c, taken_b = set(), set()
-            for value, ci, bi in pairs:
-                if value < threshold:
-                    break
-                if ci in taken_c or bi in taken_b:
-                    continue
-                taken_c.add(ci)
-                taken_b.add(bi)
-                clusters[ci]["members"][index] = answer["boxes"][bi]
-                clusters[ci]["mean"] = _mean(clusters[ci]["label"], list(clusters[ci]["members"].values()))
-            for bi, box in enumerate(answer["boxes"]):
-                if bi not in taken_b:
-                    clusters.append({"label": box["label"], "members": {index: box}, "mean": dict(box)})
+        clusters = cluster_objects([a["boxes"] for a in usable], same_label(iou), threshold,
+                                   lambda members: _mean(members[0]["label"], members))
         kept = [c for c in clusters if len(c["members"]) >= majority(n)]
         boxes = []
-        for c in sorted(kept, key=lambda c: (c["mean"]["top"], c["mean"]["left"])):
-            box = _mean(c["label"], list(c["members"].values()), rounded=True)
+        for c in sorted(kept, key=lambda c: (c["rep"]["top"], c["rep"]["left"])):
+            box = _mean(c["rep"]["label"], list(c["members"].values()), rounded=True)
             overlap = sum(iou(box, m) for m in c["members"].values()) / len(c["members"])
             boxes.append({**box, "confidence": round(len(c["members"]) / n * overlap, 4)})
         kept_ids = {id(c) for c in kept}

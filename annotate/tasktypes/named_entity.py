@@ -19,7 +19,8 @@ from statistics import median_low
 from typing import Any
 
 from annotate.answers import AnswerError
-from annotate.tasktypes._common import integer, json_field, label_of, majority, setting
+from annotate.tasktypes._common import cluster_objects, integer, json_field, label_of, majority, setting
+from annotate.tasktypes._common import match_score as _match_score
 from annotate.tasktypes.base import Consolidation, TaskSpec, TaskType
 
 MAX_SPANS = 1000
@@ -33,20 +34,7 @@ def jaccard(a: dict, b: dict) -> float:
 
 def match_score(got: list[dict], want: list[dict], threshold: float = 0.5) -> float:
     """Soft F1-like agreement of two span sets: same-label spans matched one to one by Jaccard."""
-    if not got and not want:
-        return 1.0
-    pairs = sorted(((jaccard(g, w), i, j) for i, g in enumerate(got) for j, w in enumerate(want)
-                    if g["label"] == w["label"]), reverse=True)
-    used_g, used_w, total = set(), set(), 0.0
-    for value, i, j in pairs:
-        if value < threshold:
-            break
-        if i in used_g or j in used_w:
-            continue
-        used_g.add(i)
-        used_w.add(j)
-        total += value
-    return total / max(len(got), len(want))
+    return _match_score(got, want, jaccard, threshold)
 
 
 class NamedEntity(TaskType):
@@ -92,24 +80,8 @@ class NamedEntity(TaskType):
         n = len(answers)
         if not n:
             return Consolidation(None, 0.0, False, {})
-        clusters: list[dict] = []  # {"members": {answer index: span}, "rep": span}
-        for index, (_, answer) in enumerate(answers):
-            spans = answer["entities"]
-            pairs = sorted(((jaccard(c["rep"], s), ci, si) for ci, c in enumerate(clusters)
-                            for si, s in enumerate(spans)), reverse=True)
-            taken_c, taken_s = set(), set()
-            for value, ci, si in pairs:
-                if value < threshold:
-                    break
-                if ci in taken_c or si in taken_s:
-                    continue
-                taken_c.add(ci)
-                taken_s.add(si)
-                clusters[ci]["members"][index] = spans[si]
-                clusters[ci]["rep"] = _median(list(clusters[ci]["members"].values()))
-            for si, span in enumerate(spans):
-                if si not in taken_s:
-                    clusters.append({"members": {index: span}, "rep": dict(span)})
+        # Spans cluster whatever their label (the label is voted on afterwards).
+        clusters = cluster_objects([answer["entities"] for _, answer in answers], jaccard, threshold, _median)
         kept = []
         for c in clusters:
             if len(c["members"]) < majority(n):
