@@ -125,7 +125,7 @@ def final_labels(home: Path, tmp: Path) -> dict[str, str]:
     proc = annotate(home, "export", "chaos", "--format", "csv", "--no-split", "--out", str(out))
     assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
     with open(out / "chaos.csv", newline="") as handle:
-        return {row["id"]: row["label"] for row in csv.DictReader(handle)}
+        return {row["id"]: (row["label"], int(row["answers"])) for row in csv.DictReader(handle)}
 
 
 def marketplace_view(client) -> tuple[list[dict], dict[str, list[dict]]]:
@@ -176,6 +176,9 @@ def test_killed_and_faulted_runs_lose_nothing_and_pay_nothing_twice(tmp_path):
     assert all(stored[a["AssignmentId"]]["status"] == "Approved" for a in every)
     # The store's HITs are the marketplace's HITs.
     assert {h["hit_id"] for h in store.hits("chaos", created=True)} == {h["HITId"] for h in hits}
-    # Final labels identical to the uninterrupted run, and to what export reports.
+    # Final labels identical to the uninterrupted run; the answers export reports per item are the
+    # assignments the marketplace holds for that item's HIT.
     assert labels == calm_labels
     assert len(labels) >= ITEMS - 5
+    per_item = {h["RequesterAnnotation"].split("/", 1)[1]: len(assignments[h["HITId"]]) for h in hits}
+    assert all(answers == per_item[item] for item, (_, answers) in labels.items())
