@@ -82,9 +82,12 @@ def image_uri(algorithm: str, region: str, scope: str = "training") -> str:
 
 
 def training_dir() -> Path:
-    """Where the training scripts live: ANNOTATE_TRAINING_DIR, else training/ beside the package."""
+    """Where the training scripts live: ANNOTATE_TRAINING_DIR, else the repository's training/, which
+    `pip install .` ships as the package annotate.training."""
+    from importlib import resources
+
     override = os.environ.get("ANNOTATE_TRAINING_DIR")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "training"
+    path = Path(override) if override else Path(str(resources.files("annotate.training")))
     if not (path / FRAMEWORKS["sklearn"]).exists():
         raise UserError(f"training scripts not found in {path} (set ANNOTATE_TRAINING_DIR)")
     return path
