@@ -77,9 +77,10 @@ PRIVATE = ("_decided_at", "_value")
 RESULT_COLUMNS = ("id", "label", "label_index", "confidence", "answers", *PRIVATE)
 
 
-def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path | None = None) -> dict:
-    task_type = get_task_type(batch["task_type"])
-    spec = TaskSpec.from_batch_row(batch)
+def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path | None = None,
+                  task_type=None, spec: TaskSpec | None = None) -> dict:
+    task_type = task_type or get_task_type(batch["task_type"])
+    spec = spec or TaskSpec.from_batch_row(batch)
     line: dict = {}
     if row.get("source-ref") not in (None, ""):
         ref = str(row["source-ref"])
@@ -155,11 +156,15 @@ def export_batch(
         train, val = split_frame(frame, split, seed)
         parts.update({"train": train, "validation": val})
         result.n_train, result.n_validation = len(train), len(val)
+    if "manifest" in formats:
+        # Each line is made once (and its artifacts written once); the split files reuse them.
+        task_type, spec = get_task_type(batch["task_type"]), TaskSpec.from_batch_row(batch)
+        encoded = pd.Series([json.dumps(manifest_line(batch, r, data_columns, out, task_type, spec), ensure_ascii=False)
+                             + "\n" for r in frame.to_dict("records")], index=frame.index)
     for part, df in parts.items():
         stem = part or batch_name
         if "manifest" in formats:
-            text = "".join(json.dumps(manifest_line(batch, r, data_columns, out), ensure_ascii=False) + "\n"
-                           for r in df.to_dict("records"))
+            text = "".join(encoded.loc[df.index])
             path = out / f"{stem}.manifest"
             _write_atomic(path, text)
             setattr(result, f"{part}_manifest" if part else "manifest", path)

@@ -80,6 +80,7 @@ class MediaResolver:
         self.batch = batch
         self.target = target
         self.presign = presign
+        self.served = False  # whether any rendered question points at files the local marketplace serves
 
     def __call__(self, value: object) -> str:
         ref = str(value)
@@ -102,6 +103,7 @@ class MediaResolver:
                 raise UserError(f"media file not found: {path}")
             # Served by the local marketplace (the batch directory is registered when posting);
             # a relative URL, so it works on whatever port the marketplace runs.
+            self.served = True
             return local_media_prefix(root) + quote(path.resolve().relative_to(root).as_posix())
         return self.inline(ref)
 
@@ -196,6 +198,10 @@ class QuestionRenderer:
             raise UserError(f"the question for item {item.id!r} is {size:,} bytes; MTurk's limit is {QUESTION_MAX_BYTES:,} "
                             f"(shrink the template or the item's media)", file=f"{self.batch.items_file}", line=item.line)
         return xml
+
+    @property
+    def served_local_media(self) -> bool:
+        return self.media.served
 
     def questions(self, items: list[Item] | None = None) -> dict[str, str]:
         """Every item's question, rendered and size-checked before anything is posted."""
