@@ -294,11 +294,10 @@ class Harvester:
         self.store.mark_reviewing(finished)
         if self.task_type.single_label and len(answers):
             self._refresh(answers, prior, known)
-        labels = self.store.labels(self.name)
-        self.result.labelled = sum(1 for r in labels.values() if r["status"] == "labelled")
-        self.result.unresolved = sum(1 for r in labels.values() if r["status"] == "unresolved")
-        self.result.decided = self.result.labelled + self.result.unresolved + sum(
-            1 for r in labels.values() if r["status"] == "known")
+        statuses = self.store.label_status_counts(self.name)  # counted in SQL: no 100k rows in memory
+        self.result.labelled = statuses.get("labelled", 0)
+        self.result.unresolved = statuses.get("unresolved", 0)
+        self.result.decided = self.result.labelled + self.result.unresolved + statuses.get("known", 0)
         self.result.extended = len(to_extend)
         self.result.done = self.result.open == 0 and not to_extend and self.result.decided == self.result.items
 
@@ -333,24 +332,16 @@ class Harvester:
         skills (and scores on known answers) kept for later batches; votes and answer counts per
         item; workers who answer about at random blocked."""
         labels, learned = self.policy.aggregate(answers, skills=prior)
-        current = self.store.labels(self.name)
         votes = answers.groupby(["item", "label"]).size()
         vote_map: dict[str, dict[str, int]] = {}
         for (item, label), n in votes.items():
             vote_map.setdefault(item, {})[label] = int(n)
-        rows = []
-        for rec in labels.itertuples(index=False):
-            row = current.get(rec.item)
-            if row is None:
-                continue
-            row = dict(row)
-            if row["status"] == "labelled":
-                row["label"], row["confidence"] = rec.label, float(rec.confidence)
-                row["value"] = json.dumps(rec.label)
-            row["votes"] = vote_map.get(rec.item, {})
-            row["answers"] = sum(row["votes"].values())
-            rows.append(row)
-        self.store.save_labels(rows)
+        # Plain tuples into one UPDATE per item: at 100,000 items whole label rows as dicts would
+        # cost hundreds of MB for what is a column update.
+        self.store.refresh_labels(self.name, (
+            (rec.item, rec.label, float(rec.confidence), json.dumps(rec.label),
+             json.dumps(vote_map.get(rec.item, {}), sort_keys=True), sum(vote_map.get(rec.item, {}).values()))
+            for rec in labels.itertuples(index=False)))
         # Skills are learned with smoothed Dawid–Skene whatever the policy labels with: a
         # majority vote's vote shares say little about a worker.
         if self.policy.settings.get("aggregator") != "dawid_skene":

@@ -318,6 +318,21 @@ class Store:
             out[r["item_id"]] = r
         return out
 
+    def label_status_counts(self, batch: str) -> dict[str, int]:
+        return {r["status"]: r["n"] for r in self.db.query(
+            "select status, count(*) as n from labels where batch = ? group by status", [batch])}
+
+    def refresh_labels(self, batch: str, rows) -> None:
+        """(item, label, confidence, value, votes, answers) from the aggregator: labelled items take
+        the label; every decided item takes its votes and answer count."""
+        with self.transaction():
+            self.db.conn.executemany(
+                "update labels set label = case when status = 'labelled' then ? else label end, "
+                "confidence = case when status = 'labelled' then ? else confidence end, "
+                "value = case when status = 'labelled' then ? else value end, votes = ?, answers = ? "
+                "where batch = ? and item_id = ?",
+                ((label, conf, value, votes, answers, batch, item) for item, label, conf, value, votes, answers in rows))
+
     def save_batch_workers(self, batch: str, rows: list[dict]) -> None:
         """A batch's learned skills; the workers table keeps the answer-weighted mean over batches."""
         with self.transaction():
