@@ -179,27 +179,37 @@ class Harvester:
         stored = self.store.assignment_counts_by_hit(self.name)
         to_list = [hit_id for hit_id, h in reviewable.items()
                    if stored.get(hit_id, 0) < h["MaxAssignments"] or not hits[hit_id]["reviewed"]]
+        listing = set(to_list)
+        auto = self.batch["config"].get("hit", {}).get("approval") == "auto"
+        # MTurk approves by itself at AutoApprovalTime in "auto" mode: one API call saved per assignment.
+        to_approve: list[str] = [] if auto else self.store.unapproved(self.name, [h for h in reviewable if h not in listing])
+        known = self.store.assignment_statuses(self.name)  # one query per pass, not one per HIT
+        rows: list[dict] = []
         listed = parallel(lambda hit_id: list(self.mturk.pages("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
                                                                  MaxResults=100)), to_list, self.concurrency)
-        to_approve: list[str] = self.store.unapproved(self.name, [h for h in reviewable if h not in set(to_list)])
         for hit_id, assignments in listed:
             hit = hits[hit_id]
-            known = self.store.known_assignments(hit_id)
-            new = [a for a in assignments if a["AssignmentId"] not in known]
-            self.store.store_assignments([self._assignment_row(hit, a) for a in new])  # before any approval
-            self.result.new_answers += len(new)
             for a in assignments:
-                if a["AssignmentStatus"] == "Submitted":
-                    to_approve.append(a["AssignmentId"])
-                elif a["AssignmentId"] in known and known[a["AssignmentId"]] != a["AssignmentStatus"]:
-                    self.store.set_assignment_status(a["AssignmentId"], a["AssignmentStatus"])
-        if self.batch["config"].get("hit", {}).get("approval") == "auto":
-            # MTurk approves them itself at AutoApprovalTime: one API call saved per assignment.
-            to_approve = []
+                aid, status = a["AssignmentId"], a["AssignmentStatus"]
+                if aid not in known:
+                    rows.append(self._assignment_row(hit, a))
+                    known[aid] = status
+                elif known[aid] != status:
+                    self.store.set_assignment_status(aid, status)
+                if status == "Submitted" and not auto:
+                    to_approve.append(aid)
+            if len(rows) >= 2000:  # stored in batched transactions, always before any approval
+                self._store_rows(rows)
+        self._store_rows(rows)
         approved = [aid for aid, _ in parallel(self._approve, to_approve, self.concurrency)]
         self.store.set_assignments_approved(approved)
         self.result.approved += len(approved)
         self.store.mark_collected(list(reviewable))
+
+    def _store_rows(self, rows: list[dict]) -> None:
+        self.store.store_assignments(rows)
+        self.result.new_answers += len(rows)
+        rows.clear()
 
     def _to_reviewing(self, hit_id: str) -> None:
         """A decided HIT leaves MTurk's Reviewable list, so no later pass reads it again."""

@@ -230,6 +230,10 @@ class Store:
                        [*values.values(), hit_id])
 
     # ---------------------------------------------------------------- assignments and answers
+    def assignment_statuses(self, batch: str) -> dict[str, str]:
+        return {r["assignment_id"]: r["status"] for r in
+                self.db.query("select assignment_id, status from assignments where batch = ?", [batch])}
+
     def known_assignments(self, hit_id: str) -> dict[str, str]:
         return {r["assignment_id"]: r["status"] for r in
                 self.db.query("select assignment_id, status from assignments where hit_id = ?", [hit_id])}
