@@ -160,7 +160,9 @@ class Harvester:
         try:
             hits = self.store.hits_by_id(self.name)
             self._finish_pending_extensions(hits)
-            reviewable = {h["HITId"]: h for h in self.mturk.pages(
+            # HITId -> MaxAssignments only: the listed HITs carry their whole Question (~5 KB each),
+            # which at 100,000 HITs would hold half a gigabyte for nothing.
+            reviewable = {h["HITId"]: h["MaxAssignments"] for h in self.mturk.pages(
                 "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable", MaxResults=100)
                 if h["HITId"] in hits}
             self._collect(reviewable, hits)
@@ -172,13 +174,13 @@ class Harvester:
         return self.result
 
     # ------------------------------------------------------------------ collecting
-    def _collect(self, reviewable: dict[str, dict], hits: dict[str, dict]) -> None:
+    def _collect(self, reviewable: dict[str, int], hits: dict[str, dict]) -> None:
         """Store and approve the answers of Reviewable HITs. A HIT whose every assignment is stored
         already (a HIT decided but not yet moved to Reviewing, or a pass that died) is not listed
         again: the store knows its answers, and approves from there what is still unapproved."""
         stored = self.store.assignment_counts_by_hit(self.name)
-        to_list = [hit_id for hit_id, h in reviewable.items()
-                   if stored.get(hit_id, 0) < h["MaxAssignments"] or not hits[hit_id]["reviewed"]]
+        to_list = [hit_id for hit_id, max_assignments in reviewable.items()
+                   if stored.get(hit_id, 0) < max_assignments or not hits[hit_id]["reviewed"]]
         listing = set(to_list)
         auto = self.batch["config"].get("hit", {}).get("approval") == "auto"
         # MTurk approves by itself at AutoApprovalTime in "auto" mode: one API call saved per assignment.
