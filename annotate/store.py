@@ -234,10 +234,6 @@ class Store:
         return {r["assignment_id"]: r["status"] for r in
                 self.db.query("select assignment_id, status from assignments where batch = ?", [batch])}
 
-    def known_assignments(self, hit_id: str) -> dict[str, str]:
-        return {r["assignment_id"]: r["status"] for r in
-                self.db.query("select assignment_id, status from assignments where hit_id = ?", [hit_id])}
-
     def store_assignments(self, rows: list[dict]) -> None:
         """Raw and parsed answers (each row's `_fields`), in one transaction, before anything acts on them."""
         if not rows:
