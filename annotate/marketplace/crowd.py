@@ -237,6 +237,10 @@ class HTTPCrowd:
             return None, got.get("error", f"HTTP {status}")
         return got, "accepted"
 
+    def parse_forms(self, html: str) -> list[dict[str, Any]]:
+        """The page's forms; a crowd that reads more of a form (annotated inputs) overrides this."""
+        return parse_forms(html)
+
     def task_form(self, location: str) -> tuple[dict[str, Any], str]:
         """The task page's answer form (the one carrying assignmentId) and the page's final URL."""
         task_url = urljoin(self.url + "/", location)
@@ -246,7 +250,7 @@ class HTTPCrowd:
             status, headers, page, task_url = self._fetch("GET", task_url)
         if status != 200:
             raise RuntimeError(f"task page {task_url} answered HTTP {status}")
-        forms = parse_forms(page.decode("utf-8", errors="replace"))
+        forms = self.parse_forms(page.decode("utf-8", errors="replace"))
         if not forms:
             raise RuntimeError(f"task page {task_url} has no <form>")
         form = next((f for f in forms if any(c["name"] == "assignmentId" for c in f["controls"])), forms[0])

@@ -72,18 +72,8 @@ class StructuredCrowd(SimulatedCrowd):
         # its class buttons; the crowd reads them there too, falling back to these.
         self.labels = list(labels or [])
 
-    def task_form(self, location: str) -> tuple[dict[str, Any], str]:
-        from urllib.parse import urljoin
-
-        task_url = urljoin(self.url + "/", location)
-        status, headers, page, task_url = self._fetch("GET", task_url)
-        if status != 200:
-            raise RuntimeError(f"task page {task_url} answered HTTP {status}")
-        forms = parse_annotated_forms(page.decode("utf-8", errors="replace"))
-        if not forms:
-            raise RuntimeError(f"task page {task_url} has no <form>")
-        form = next((f for f in forms if any(c["name"] == "assignmentId" for c in f["controls"])), forms[0])
-        return form, task_url
+    def parse_forms(self, html: str) -> list[dict[str, Any]]:
+        return parse_annotated_forms(html)  # also reads data-annotate-type
 
     # -- answering --------------------------------------------------------------------------
 
