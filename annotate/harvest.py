@@ -277,7 +277,7 @@ class Harvester:
             decisions = self.policy.decide(answers, items, skills=prior) if len(items) else {}
         else:
             answers, prior = None, None
-            decisions = self._consolidate([s["item"] for s in closed])
+            decisions = self._consolidate(closed)
 
         to_extend = []
         rows = []
@@ -313,22 +313,22 @@ class Harvester:
         self.result.extended = len(to_extend)
         self.result.done = self.result.open == 0 and not to_extend and self.result.decided == self.result.items
 
-    def _consolidate(self, items: list[str]) -> dict[str, Decision]:
+    def _consolidate(self, closed: list[dict]) -> dict[str, Decision]:
         """Task types other than single-label classification: consolidate each closed item's answers
         and extend one at a time until k workers agree (the type's own notion of agreement)."""
         by_item: dict[str, list] = {}
         for r in self.store.answer_values(self.name):
             by_item.setdefault(r["item"], []).append((r["worker"], json.loads(r["value"])))
-        hits = {h["item_id"]: h for h in self.store.hits(self.name, created=True)}
         out = {}
-        for item in items:
+        for s in closed:  # the pass's own HIT rows: no second read of the store
+            item, bought = s["item"], s["hit"]["max_assignments"]
             answers = by_item.get(item, [])
             c = self.task_type.consolidate(answers, self.spec)
             label = json.dumps(c.value, sort_keys=True) if c.value is not None else None
-            starved = hits[item]["max_assignments"] > len(answers)
+            starved = bought > len(answers)
             if c.agreed:
                 out[item] = Decision("label", label, c.confidence)
-            elif not starved and hits[item]["max_assignments"] < self.policy.max_assignments:
+            elif not starved and bought < self.policy.max_assignments:
                 out[item] = Decision("extend", label, c.confidence, 1)
             else:
                 out[item] = Decision("unresolved", label, c.confidence)

@@ -24,7 +24,7 @@ from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
 from annotate.mturk import MTurk, connect, existing_hit_id
-from annotate.store import Store, utcnow
+from annotate.store import Store, to_json, utcnow
 from annotate.templates import QuestionRenderer, register_local_media, s3_presigner
 from annotate.workspace import Workspace
 
@@ -141,12 +141,12 @@ def post_batch(
         if stored is None:
             store.add_batch(_batch_row(batch, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None)),
                             [{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
-                              "data": _json(i.data), "gold": i.gold, "known": i.known} for i in batch.items])
+                              "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in batch.items])
             stored = store.get_batch(batch.name)
         else:
             new = [i for i in batch.items if i.id not in set(store.item_ids(batch.name))]
             store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
-                              "data": _json(i.data), "gold": i.gold, "known": i.known} for i in new])
+                              "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in new])
         if target == "local" and renderer.served_local_media:
             register_local_media(mturk.endpoint_url, batch.dir)  # before any HIT can show the files
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
@@ -231,9 +231,3 @@ def _batch_row(batch: Batch, target: str, endpoint_url: str | None, policy_name:
         "budget_usd": format_money(batch.budget_usd) if batch.budget_usd is not None else None,
         "policy": policy_name, "config": batch.config, "created_at": utcnow(), "posted_at": None,
     }
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str)

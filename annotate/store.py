@@ -23,7 +23,7 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _json(value: Any) -> str:
+def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -154,8 +154,8 @@ class Store:
 
     def add_batch(self, row: dict, items: Iterable[dict]) -> None:
         row = dict(row)
-        row["labels"] = _json(row["labels"])
-        row["config"] = _json(row["config"])
+        row["labels"] = to_json(row["labels"])
+        row["config"] = to_json(row["config"])
         with self.transaction():
             self._write("batches", [row])
             self._write("items", list(items))
@@ -304,8 +304,8 @@ class Store:
 
     # ---------------------------------------------------------------- labels and workers
     def save_labels(self, rows: list[dict]) -> None:
-        rows = [{**row, "votes": _json(row.get("votes", {})),
-                 "value": row["value"] if isinstance(row.get("value"), (str, type(None))) else _json(row["value"])}
+        rows = [{**row, "votes": to_json(row.get("votes", {})),
+                 "value": row["value"] if isinstance(row.get("value"), (str, type(None))) else to_json(row["value"])}
                 for row in rows]
         with self.transaction():
             self._write("labels", rows, on_conflict="replace")
@@ -382,7 +382,7 @@ class Store:
     def event(self, batch: str | None, kind: str, **detail: Any) -> None:
         with self.transaction():
             self._exec("insert into events (at, batch, kind, detail) values (?, ?, ?, ?)",
-                       [utcnow(), batch, kind, _json(detail)])
+                       [utcnow(), batch, kind, to_json(detail)])
 
     def add_api_calls(self, batch: str, counts: dict[str, int]) -> None:
         with self.transaction():
