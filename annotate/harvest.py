@@ -24,6 +24,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import groupby, islice
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Callable, Iterator
@@ -158,60 +159,62 @@ class Harvester:
 
     def run(self) -> HarvestResult:
         try:
-            hits = self.store.hits_by_id(self.name)
-            self._finish_pending_extensions(hits)
+            self._finish_pending_extensions()
+            hits = self.store.hit_frame(self.name)
+            ours = set(hits["hit_id"])  # a HIT type can be shared with other batches
             # HITId -> MaxAssignments only: the listed HITs carry their whole Question (~5 KB each),
             # which at 100,000 HITs would hold half a gigabyte for nothing.
             reviewable = {h["HITId"]: h["MaxAssignments"] for h in self.mturk.pages(
                 "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable", MaxResults=100)
-                if h["HITId"] in hits}
+                if h["HITId"] in ours}
+            del ours
             self._collect(reviewable, hits)
-            hits = self.store.hits_by_id(self.name)
-            self._decide_and_act(hits)
+            del hits, reviewable
+            self._decide_and_act(self.store.hit_frame(self.name))
         finally:
             self.result.api_calls = self.mturk.take_calls()
             self.store.add_api_calls(self.name, self.result.api_calls)
         return self.result
 
     # ------------------------------------------------------------------ collecting
-    def _collect(self, reviewable: dict[str, int], hits: dict[str, dict]) -> None:
+    def _collect(self, reviewable: dict[str, int], hits: pd.DataFrame) -> None:
         """Store and approve the answers of Reviewable HITs. A HIT whose every assignment is stored
         already (a HIT decided but not yet moved to Reviewing, or a pass that died) is not listed
         again: the store knows its answers, and approves from there what is still unapproved."""
-        stored = self.store.assignment_counts_by_hit(self.name)
-        to_list = [hit_id for hit_id, max_assignments in reviewable.items()
-                   if stored.get(hit_id, 0) < max_assignments or not hits[hit_id]["reviewed"]]
-        listing = set(to_list)
+        hits = hits[hits["hit_id"].isin(list(reviewable))]
+        maximum = hits["hit_id"].map(reviewable).astype("int64")
+        unread = hits[(hits["stored"] < maximum) | (hits["reviewed"] == 0)]
+        item_of = dict(zip(unread["hit_id"], unread["item_id"]))  # only the HITs to list
         auto = self.batch["config"].get("hit", {}).get("approval") == "auto"
         # MTurk approves by itself at AutoApprovalTime in "auto" mode: one API call saved per assignment.
-        to_approve: list[str] = [] if auto else self.store.unapproved(self.name, [h for h in reviewable if h not in listing])
-        known = self.store.assignment_statuses(self.name)  # one query per pass, not one per HIT
-        rows: list[dict] = []
+        if not auto:
+            self._approve_all(self.store.unapproved(self.name, [h for h in reviewable if h not in item_of]))
         listed = parallel(lambda hit_id: list(self.mturk.pages("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
-                                                                 MaxResults=100)), to_list, self.concurrency)
-        for hit_id, assignments in listed:
-            hit = hits[hit_id]
-            for a in assignments:
-                aid, status = a["AssignmentId"], a["AssignmentStatus"]
-                if aid not in known:
-                    rows.append(self._assignment_row(hit, a))
-                    known[aid] = status
-                elif known[aid] != status:
-                    self.store.set_assignment_status(aid, status)
-                if status == "Submitted" and not auto:
-                    to_approve.append(aid)
-            if len(rows) >= 2000:  # stored in batched transactions, always before any approval
-                self._store_rows(rows)
-        self._store_rows(rows)
-        approved = [aid for aid, _ in parallel(self._approve, to_approve, self.concurrency)]
-        self.store.set_assignments_approved(approved)
-        self.result.approved += len(approved)
+                                                                 MaxResults=100)), list(item_of), self.concurrency)
+        # In chunks of HITs: what the store knows of them is read per chunk, their new answers are
+        # stored in one transaction, and only then approved. Memory stays flat however big the batch.
+        while chunk := list(islice(listed, 500)):
+            known = self.store.assignment_statuses([hit_id for hit_id, _ in chunk])
+            rows: list[dict] = []
+            to_approve: list[str] = []
+            for hit_id, assignments in chunk:
+                for a in assignments:
+                    aid, status = a["AssignmentId"], a["AssignmentStatus"]
+                    if aid not in known:
+                        rows.append(self._assignment_row(hit_id, item_of[hit_id], a))
+                    elif known[aid] != status:
+                        self.store.set_assignment_status(aid, status)
+                    if status == "Submitted" and not auto:
+                        to_approve.append(aid)
+            self.store.store_assignments(rows)
+            self.result.new_answers += len(rows)
+            self._approve_all(to_approve)
         self.store.mark_collected(list(reviewable))
 
-    def _store_rows(self, rows: list[dict]) -> None:
-        self.store.store_assignments(rows)
-        self.result.new_answers += len(rows)
-        rows.clear()
+    def _approve_all(self, assignment_ids: list[str]) -> None:
+        approved = [aid for aid, _ in parallel(self._approve, assignment_ids, self.concurrency)]
+        self.store.set_assignments_approved(approved)
+        self.result.approved += len(approved)
 
     def _to_reviewing(self, hit_id: str) -> None:
         """A decided HIT leaves MTurk's Reviewable list, so no later pass reads it again."""
@@ -222,7 +225,7 @@ class Harvester:
             if self.mturk.call("GetHIT", HITId=hit_id)["HIT"]["HITStatus"] != "Reviewing":
                 raise
 
-    def _assignment_row(self, hit: dict, a: dict) -> dict:
+    def _assignment_row(self, hit_id: str, item_id: str, a: dict) -> dict:
         value, quarantine, fields, document = None, None, {}, None
         try:
             parsed = parse_question_form_answers(a.get("Answer", ""))
@@ -232,8 +235,8 @@ class Harvester:
             quarantine = str(exc)  # kept, with its reason; never dropped
             self.result.quarantined += 1
         return {
-            "assignment_id": a["AssignmentId"], "hit_id": hit["hit_id"], "batch": self.name,
-            "item_id": hit["item_id"], "worker_id": a["WorkerId"], "status": a["AssignmentStatus"],
+            "assignment_id": a["AssignmentId"], "hit_id": hit_id, "batch": self.name,
+            "item_id": item_id, "worker_id": a["WorkerId"], "status": a["AssignmentStatus"],
             "accept_time": _iso(a.get("AcceptTime")), "submit_time": _iso(a.get("SubmitTime")),
             "answer_xml": a.get("Answer", ""), "answer": json.dumps(document) if document is not None else None,
             "label": value if self.task_type.single_label else None,
@@ -252,55 +255,60 @@ class Harvester:
                 raise
 
     # ------------------------------------------------------------------ deciding
-    def _decide_and_act(self, hits: dict[str, dict]) -> None:
-        now = datetime.now(timezone.utc)
-        lost = self.store.quarantined_by_item(self.name)
-        state = []
-        for h in hits.values():
-            expired = bool(h.get("expires_at")) and _parse(h["expires_at"]) <= now
-            # A quarantined answer used its slot without a usable label: the policy sees the slot
-            # as never bought (else it would take the HIT for one that expired short).
-            state.append({"item": h["item_id"], "bought": h["max_assignments"] - lost.get(h["item_id"], 0),
-                          "open": not h["reviewed"] and not expired, "hit": h})
-        closed = [s for s in state if not s["open"]]
-        self.result.items = len(state)
-        self.result.open = len(state) - len(closed)
+    def _decide_and_act(self, hits: pd.DataFrame) -> None:
+        # Columns, not a dict per HIT: a pass sees every HIT of the batch.
+        expires = pd.to_datetime(hits["expires_at"], utc=True, format="ISO8601")
+        expired = expires.notna() & (expires <= pd.Timestamp.now(tz="UTC"))
+        # A quarantined answer used its slot without a usable label: the policy sees the slot
+        # as never bought (else it would take the HIT for one that expired short).
+        lost = hits["item_id"].map(self.store.quarantined_by_item(self.name)).fillna(0).astype("int64")
+        items = pd.DataFrame({"item": hits["item_id"], "bought": hits["max_assignments"] - lost,
+                              "open": (hits["reviewed"] == 0) & ~expired})
+        closed = hits[~items["open"]]
+        self.result.items = len(hits)
+        self.result.open = len(hits) - len(closed)
         known = self.store.known_answers(self.name)
         if self.task_type.single_label:
             # Known-answer items teach the aggregator about workers (their answers stay in), but
             # the policy neither spends on them nor labels them: they are decided by what is known.
-            answers = pd.DataFrame(self.store.answers(self.name), columns=["item", "worker", "label"])
-            items = pd.DataFrame([{k: s[k] for k in ("item", "bought", "open")} for s in state if s["item"] not in known],
-                                 columns=["item", "bought", "open"])
+            answers = self.store.answers(self.name)
+            items = items[~items["item"].isin(list(known))] if known else items
             prior = self.store.prior_skills(self.name)
             prior = pd.Series(prior, dtype=float) if prior else None
             decisions = self.policy.decide(answers, items, skills=prior) if len(items) else {}
         else:
             answers, prior = None, None
             decisions = self._consolidate(closed)
+        del items
 
         to_extend = []
-        rows = []
-        for s in closed:
-            if s["item"] in known:
-                rows.append(self._label_row(s["item"], "known", Decision("label", known[s["item"]], 1.0)))
+        decided: list[tuple] = []  # (item, status, decision): a tuple per item, written as one stream
+        for hit_id, item, max_assignments, expires_at in closed[
+                ["hit_id", "item_id", "max_assignments", "expires_at"]].itertuples(index=False, name=None):
+            if item in known:
+                decided.append((item, "known", Decision("label", known[item], 1.0)))
                 continue
-            decision: Decision = decisions.get(s["item"]) or Decision("wait", None, 0.0)
-            hit = s["hit"]
+            decision: Decision = decisions.get(item) or Decision("wait", None, 0.0)
             if decision.action == "extend":
-                extend_by = min(decision.extend_by, self.policy.max_assignments - hit["max_assignments"])
+                extend_by = min(decision.extend_by, self.policy.max_assignments - max_assignments)
+                hit = {"hit_id": hit_id, "item_id": item, "max_assignments": max_assignments, "expires_at": expires_at}
                 if extend_by > 0 and self._affordable(hit, extend_by):
                     to_extend.append((hit, extend_by))
-                    rows.append(self._label_row(s["item"], "pending", decision))
+                    decided.append((item, "pending", decision))
                     continue
                 decision = Decision("unresolved", decision.label, decision.confidence)
             if decision.action in ("label", "unresolved"):
-                rows.append(self._label_row(s["item"], "labelled" if decision.action == "label" else "unresolved", decision))
+                decided.append((item, "labelled" if decision.action == "label" else "unresolved", decision))
+        del decisions
         self._extend(to_extend)
-        self.store.save_labels(rows)
-        decided_now = {r["item_id"] for r in rows if r["status"] != "pending"}
-        finished = [s["hit"]["hit_id"] for s in closed
-                    if s["item"] in decided_now and s["hit"]["hit_status"] != "Reviewing"]
+        single = self.task_type.single_label
+        self.store.save_decisions(self.name, (
+            (item, status, d.label, json.dumps(d.label) if single else d.label, d.confidence)
+            for item, status, d in decided))
+        decided_now = {item for item, status, _ in decided if status != "pending"}
+        del decided
+        finished = closed.loc[closed["item_id"].isin(list(decided_now)) & (closed["hit_status"] != "Reviewing"),
+                              "hit_id"].tolist()
         for _ in parallel(self._to_reviewing, finished, self.concurrency):
             pass
         self.store.mark_reviewing(finished)
@@ -313,15 +321,14 @@ class Harvester:
         self.result.extended = len(to_extend)
         self.result.done = self.result.open == 0 and not to_extend and self.result.decided == self.result.items
 
-    def _consolidate(self, closed: list[dict]) -> dict[str, Decision]:
+    def _consolidate(self, closed: pd.DataFrame) -> dict[str, Decision]:
         """Task types other than single-label classification: consolidate each closed item's answers
         and extend one at a time until k workers agree (the type's own notion of agreement)."""
         by_item: dict[str, list] = {}
         for r in self.store.answer_values(self.name):
             by_item.setdefault(r["item"], []).append((r["worker"], json.loads(r["value"])))
         out = {}
-        for s in closed:  # the pass's own HIT rows: no second read of the store
-            item, bought = s["item"], s["hit"]["max_assignments"]
+        for item, bought in zip(closed["item_id"], closed["max_assignments"]):
             answers = by_item.get(item, [])
             c = self.task_type.consolidate(answers, self.spec)
             label = json.dumps(c.value, sort_keys=True) if c.value is not None else None
@@ -334,26 +341,20 @@ class Harvester:
                 out[item] = Decision("unresolved", label, c.confidence)
         return out
 
-    def _label_row(self, item_id: str, status: str, decision: Decision) -> dict:
-        return {"batch": self.name, "item_id": item_id, "status": status, "label": decision.label,
-                "value": decision.label if not self.task_type.single_label else json.dumps(decision.label),
-                "confidence": float(decision.confidence), "votes": {}, "answers": None, "decided_at": utcnow()}
-
     def _refresh(self, answers: pd.DataFrame, prior, known: dict[str, str]) -> None:
         """Final labels and confidences from the policy's aggregator over the whole batch; worker
         skills (and scores on known answers) kept for later batches; votes and answer counts per
         item; workers who answer about at random blocked."""
         labels, learned = self.policy.aggregate(answers, skills=prior)
-        votes = answers.groupby(["item", "label"]).size()
-        vote_map: dict[str, dict[str, int]] = {}
-        for (item, label), n in votes.items():
-            vote_map.setdefault(item, {})[label] = int(n)
+        votes = vote_counts(answers)
+        labels = labels.merge(votes, on="item", how="left")
         # Plain tuples into one UPDATE per item: at 100,000 items whole label rows as dicts would
         # cost hundreds of MB for what is a column update.
         self.store.refresh_labels(self.name, (
-            (rec.item, rec.label, float(rec.confidence), json.dumps(rec.label),
-             json.dumps(vote_map.get(rec.item, {}), sort_keys=True), sum(vote_map.get(rec.item, {}).values()))
-            for rec in labels.itertuples(index=False)))
+            (item, label, float(confidence), json.dumps(label), votes_json, int(n))
+            for item, label, confidence, votes_json, n in labels[
+                ["item", "label", "confidence", "votes", "answers"]].itertuples(index=False, name=None)))
+        del labels, votes
         # Skills are learned with smoothed Dawid–Skene whatever the policy labels with: a
         # majority vote's vote shares say little about a worker.
         if self.policy.settings.get("aggregator") != "dawid_skene":
@@ -451,7 +452,7 @@ class Harvester:
             if current < ext["max_after"]:
                 raise
 
-    def _finish_pending_extensions(self, hits: dict[str, dict]) -> None:
+    def _finish_pending_extensions(self) -> None:
         """Extensions recorded but never confirmed (a crash mid-call): look at each HIT, then finish."""
         pending = self.store.pending_extensions(self.name)
         if not pending:
@@ -460,10 +461,20 @@ class Harvester:
         for ext in pending:
             current = self.mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
             if current < ext["max_after"]:
-                todo.append({**ext, "_hit": hits.get(ext["hit_id"], {})})
+                todo.append({**ext, "_hit": self.store.hit(ext["hit_id"]) or {}})
         for ext in todo:
             self._buy(ext)
         self.store.extensions_done(pending)
+
+
+def vote_counts(answers: pd.DataFrame) -> pd.DataFrame:
+    """Per item: its votes as JSON ({label: n}, keys sorted) and its number of answers."""
+    votes = answers.groupby(["item", "label"]).size()  # sorted by item, so each item's votes are adjacent
+    rows = []
+    for item, group in groupby(votes.items(), key=lambda kv: kv[0][0]):
+        counts = {label: int(n) for (_, label), n in group}
+        rows.append((item, json.dumps(counts, sort_keys=True), sum(counts.values())))
+    return pd.DataFrame(rows, columns=["item", "votes", "answers"])
 
 
 def leave_one_out_agreement(answers: pd.DataFrame, known: dict[str, str]) -> tuple[pd.Series, pd.Series]:

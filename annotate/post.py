@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +23,7 @@ from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
 from annotate.mturk import MTurk, connect, existing_hit_id
-from annotate.store import Store, to_json, utcnow
+from annotate.store import HitIntent, Store, to_json, utcnow
 from annotate.templates import QuestionRenderer, register_local_media, s3_presigner
 from annotate.workspace import Workspace
 
@@ -101,9 +100,11 @@ def post_batch(
         import boto3
 
         presign = s3_presigner(boto3.client("s3"))
-    # Compressed until posted: at 100,000 items the plain questions alone would take ~450 MB.
+    # Rendered (and size-checked) here only to be checked: each is rendered again just before its
+    # HIT is created. Keeping them would cost ~2 KB per item even compressed (200 MB at 100,000).
     renderer = QuestionRenderer(batch, target, presign)
-    questions = {item.id: zlib.compress(renderer.question(item).encode("utf-8"), 1) for item in batch.items}
+    for item in batch.items:
+        renderer.question(item)
 
     posted_items = {h["item_id"] for h in store.hits(batch.name, created=True)} if stored else set()
     if stored:
@@ -156,15 +157,16 @@ def post_batch(
         uid = stored["uid"]
         store.record_hit_intents([{"token": request_token(uid, i.id, 0), "batch": batch.name, "item_id": i.id,
                                    "max_assignments": initial, "status": "intent", "reviewed": 0} for i in to_post])
-        intents = store.hits(batch.name, created=False)
+        intents = store.hit_intents(batch.name)
         store.event(batch.name, "post", hits=len(intents), estimate=str(estimate))
+        items = {i.id: i for i in batch.items}
         created: list[tuple[str, str]] = []
         try:
             calls = parallel(lambda intent: _create_hit(mturk, batch, hit_type_id, intent,
-                                                        zlib.decompress(questions[intent["item_id"]]).decode("utf-8")),
+                                                        renderer.question(items[intent.item_id])),
                              intents, concurrency)
             for n, (intent, (hit_id, recovered, expires)) in enumerate(calls, start=1):
-                created.append((intent["token"], hit_id, expires))
+                created.append((intent.token, hit_id, expires))
                 result.recovered += recovered
                 result.created += not recovered
                 if len(created) >= 200:
@@ -195,7 +197,7 @@ def _create_hit_type(mturk: MTurk, batch: Batch) -> str:
     return mturk.call("CreateHITType", **params)["HITTypeId"]
 
 
-def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: dict, question: str) -> tuple[str, bool, str | None]:
+def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent, question: str) -> tuple[str, bool, str | None]:
     """Create one HIT; if its token was used before, recover that HIT instead.
     Returns (HIT id, recovered, expiration as ISO 8601)."""
     import botocore.exceptions
@@ -204,11 +206,11 @@ def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: dict, ques
         response = mturk.call(
             "CreateHITWithHITType",
             HITTypeId=hit_type_id,
-            MaxAssignments=intent["max_assignments"],
+            MaxAssignments=intent.max_assignments,
             LifetimeInSeconds=batch.hit.lifetime,
             Question=question,
-            RequesterAnnotation=batch.annotation(intent["item_id"]),
-            UniqueRequestToken=intent["token"],
+            RequesterAnnotation=batch.annotation(intent.item_id),
+            UniqueRequestToken=intent.token,
         )
         return response["HIT"]["HITId"], False, _iso(response["HIT"].get("Expiration"))
     except botocore.exceptions.ClientError as exc:

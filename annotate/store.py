@@ -12,11 +12,17 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import sqlite_utils
 
 SCHEMA_VERSION = 1
+
+
+class HitIntent(NamedTuple):
+    token: str
+    item_id: str
+    max_assignments: int
 
 
 def utcnow() -> str:
@@ -188,6 +194,11 @@ class Store:
             sql += " and hit_id is null"
         return [dict(r) for r in self.db.query(sql + " order by rowid", [batch])]
 
+    def hit_intents(self, batch: str) -> list[HitIntent]:
+        """HITs recorded but not yet created: three fields each, not whole rows (100,000 at a time)."""
+        return [HitIntent(*r) for r in self.db.conn.execute(
+            "select token, item_id, max_assignments from hits where batch = ? and hit_id is null order by rowid", [batch])]
+
     def hits_created(self, created: list[tuple[str, str, str | None]]) -> None:
         """(token, HIT id, expiration) triples, in one transaction."""
         if not created:
@@ -210,10 +221,6 @@ class Store:
         with self.transaction():
             self.db.conn.executemany("update hits set hit_status = 'Reviewing' where hit_id = ?", [(h,) for h in hit_ids])
 
-    def assignment_counts_by_hit(self, batch: str) -> dict[str, int]:
-        return {r["hit_id"]: r["n"] for r in self.db.query(
-            "select hit_id, count(*) as n from assignments where batch = ? group by hit_id", [batch])}
-
     def unapproved(self, batch: str, hit_ids: list[str]) -> list[str]:
         """Stored assignments of these HITs still Submitted (a pass died between storing and approving)."""
         wanted = set(hit_ids)
@@ -221,8 +228,20 @@ class Store:
             "select assignment_id, hit_id from assignments where batch = ? and status = 'Submitted'", [batch])
             if r["hit_id"] in wanted]
 
-    def hits_by_id(self, batch: str) -> dict[str, dict]:
-        return {r["hit_id"]: r for r in self.hits(batch, created=True)}
+    def hit_frame(self, batch: str):
+        """The batch's created HITs as columns, with the number of answers each has stored. A
+        harvest pass looks at every HIT: as 100,000 row dicts that alone took ~70 MB."""
+        import pandas as pd
+
+        frame = pd.read_sql_query(
+            "select h.hit_id, h.item_id, h.max_assignments, coalesce(h.reviewed, 0) as reviewed, h.hit_status, "
+            "h.expires_at, (select count(*) from assignments a where a.hit_id = h.hit_id) as stored "
+            "from hits h where h.batch = ? and h.hit_id is not null order by h.rowid", self.db.conn, params=[batch])
+        return frame.astype({"max_assignments": "int64", "reviewed": "int64", "stored": "int64"})
+
+    def hit(self, hit_id: str) -> dict | None:
+        rows = [dict(r) for r in self.db.query("select * from hits where hit_id = ?", [hit_id])]
+        return rows[0] if rows else None
 
     def set_hit_fields(self, hit_id: str, **values: Any) -> None:
         with self.transaction():
@@ -230,9 +249,15 @@ class Store:
                        [*values.values(), hit_id])
 
     # ---------------------------------------------------------------- assignments and answers
-    def assignment_statuses(self, batch: str) -> dict[str, str]:
-        return {r["assignment_id"]: r["status"] for r in
-                self.db.query("select assignment_id, status from assignments where batch = ?", [batch])}
+    def assignment_statuses(self, hit_ids: list[str]) -> dict[str, str]:
+        """AssignmentId -> stored status, for the assignments of these HITs (a few hundred at a time:
+        the whole batch's would be ~300,000 entries)."""
+        out: dict[str, str] = {}
+        for start in range(0, len(hit_ids), 500):  # under SQLite's limit on bound parameters
+            chunk = hit_ids[start:start + 500]
+            out.update(self.db.conn.execute(
+                f"select assignment_id, status from assignments where hit_id in ({', '.join('?' * len(chunk))})", chunk))
+        return out
 
     def store_assignments(self, rows: list[dict]) -> None:
         """Raw and parsed answers (each row's `_fields`), in one transaction, before anything acts on them."""
@@ -262,12 +287,14 @@ class Store:
             "where batch = ? and value is not null and quarantine is null and status != 'Rejected' "
             "order by submit_time, assignment_id", [batch])]
 
-    def answers(self, batch: str) -> list[dict]:
-        """Usable answers: (item, worker, label) for approved/submitted, unquarantined assignments."""
-        return [dict(r) for r in self.db.query(
+    def answers(self, batch: str):
+        """Usable answers as a frame (item, worker, label): approved/submitted, unquarantined assignments."""
+        import pandas as pd
+
+        return pd.read_sql_query(
             "select item_id as item, worker_id as worker, label from assignments "
             "where batch = ? and label is not null and quarantine is null and status != 'Rejected' "
-            "order by submit_time, assignment_id", [batch])]
+            "order by submit_time, assignment_id", self.db.conn, params=[batch])
 
     def quarantined_by_item(self, batch: str) -> dict[str, int]:
         return {r["item_id"]: r["n"] for r in self.db.query(
@@ -309,6 +336,17 @@ class Store:
                 for row in rows]
         with self.transaction():
             self._write("labels", rows, on_conflict="replace")
+
+    def save_decisions(self, batch: str, rows: Iterable[tuple[str, str, Any, str | None, float]]) -> None:
+        """(item, status, label, value, confidence) per decided item, streamed into one statement:
+        a pass decides up to the whole batch, and 100,000 label dicts would cost ~100 MB."""
+        now = utcnow()
+        with self.transaction():
+            self.db.conn.executemany(
+                "insert or replace into labels (batch, item_id, status, label, value, confidence, votes, answers, "
+                "decided_at) values (?, ?, ?, ?, ?, ?, '{}', null, ?)",
+                ((batch, item, status, label, value, float(confidence), now)
+                 for item, status, label, value, confidence in rows))
 
     def labels(self, batch: str) -> dict[str, dict]:
         out = {}
