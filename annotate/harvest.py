@@ -196,6 +196,7 @@ class Harvester:
         while chunk := list(islice(listed, 500)):
             known = self.store.assignment_statuses([hit_id for hit_id, _ in chunk])
             rows: list[dict] = []
+            changed: list[tuple[str, str]] = []
             to_approve: list[str] = []
             for hit_id, assignments in chunk:
                 for a in assignments:
@@ -203,10 +204,11 @@ class Harvester:
                     if aid not in known:
                         rows.append(self._assignment_row(hit_id, item_of[hit_id], a))
                     elif known[aid] != status:
-                        self.store.set_assignment_status(aid, status)
+                        changed.append((aid, status))
                     if status == "Submitted" and not auto:
                         to_approve.append(aid)
             self.store.store_assignments(rows)
+            self.store.set_assignment_statuses(changed)
             self.result.new_answers += len(rows)
             self._approve_all(to_approve)
         self.store.mark_collected(list(reviewable))

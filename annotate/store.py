@@ -275,10 +275,15 @@ class Store:
                 "update assignments set status = 'Approved', approved_at = coalesce(approved_at, ?) where assignment_id = ?",
                 [(now, a) for a in assignment_ids])
 
-    def set_assignment_status(self, assignment_id: str, status: str) -> None:
+    def set_assignment_statuses(self, changes: list[tuple[str, str]]) -> None:
+        """(AssignmentId, status) pairs MTurk reports differently from the store (auto-approved, say)."""
+        if not changes:
+            return
+        now = utcnow()
         with self.transaction():
-            self._exec("update assignments set status = ?, approved_at = coalesce(approved_at, ?) where assignment_id = ?",
-                       [status, utcnow() if status == "Approved" else None, assignment_id])
+            self.db.conn.executemany(
+                "update assignments set status = ?, approved_at = coalesce(approved_at, ?) where assignment_id = ?",
+                [(status, now if status == "Approved" else None, aid) for aid, status in changes])
 
     def answer_values(self, batch: str) -> list[dict]:
         """Usable answers of any task type: (item, worker, value as JSON text)."""

@@ -239,3 +239,10 @@ def test_auto_approval_mode_leaves_approving_to_mturk(ws, marketplace, tmp_path)
         assert all(a["AssignmentStatus"] == "Approved" for a in
                    client.list_assignments_for_hit(HITId=hit["HITId"], MaxResults=100)["Assignments"])
     assert result.done
+    # A HIT read again (here: put back to Reviewable) brings MTurk's new statuses into the store.
+    hit_id = all_hits(client)[0]["HITId"]
+    client.update_hit_review_status(HITId=hit_id, Revert=True)
+    store.set_hit_fields(hit_id, reviewed=0)
+    harvest(ws, [batch.name], endpoint_url=marketplace.url)
+    n = len(client.list_assignments_for_hit(HITId=hit_id, MaxResults=100)["Assignments"])
+    assert Store(ws.store_path).assignment_counts(batch.name).get("Approved") == n
