@@ -194,3 +194,17 @@ def test_background_crowd(srv):
     finally:
         crowd.stop()
     assert len(crowd.submissions) == 5 and set(gold)
+
+
+def test_stop_ends_a_pass_after_the_hit_in_hand(srv):
+    """`marketplace serve` stops its crowd on Ctrl-C: the crowd must not finish a long pass first."""
+    gold = post(srv, 300)
+    crowd = SimulatedCrowd(srv.url, gold, workers=5, seed=1).start()
+    deadline = time.monotonic() + 30
+    while not crowd.submissions and time.monotonic() < deadline:
+        time.sleep(0.005)
+    crowd.stop()
+    done = len(crowd.submissions)
+    assert 0 < done < 300
+    # Stopped, the crowd still works when asked directly.
+    assert crowd.work(limit=5) == 5

@@ -298,9 +298,11 @@ class HTTPCrowd:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=10)
+        if thread is None or not thread.is_alive():
+            self._stop.clear()  # so that work() called directly later is not cut short
         self._conn.close()
         if self.error is not None:
             error, self.error = self.error, None
@@ -458,6 +460,8 @@ class SimulatedCrowd(HTTPCrowd):
         with self._lock:
             submitted = 0
             for hit in self.listing():
+                if self._stop.is_set():
+                    return submitted  # stop() ends a pass after the HIT in hand, not after thousands more
                 for _ in range(hit["assignmentsAvailable"]):
                     if limit is not None and submitted >= limit:
                         return submitted
