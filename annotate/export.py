@@ -54,21 +54,18 @@ def labelled_frame(store: Store, batch_name: str) -> tuple[dict, pd.DataFrame]:
     if batch is None:
         raise UserError(f"no batch named {batch_name!r} (known: {', '.join(store.batch_names()) or 'none'})")
     task_type = get_task_type(batch["task_type"])
-    labels = store.labels(batch_name)
     index = {name: i for i, name in enumerate(batch["labels"])}
     rows = []
-    for item in store.items(batch_name):
-        decided = labels.get(item["item_id"])
-        if not decided or decided["status"] != "labelled" or decided["value"] is None:
-            continue
-        value = json.loads(decided["value"])
-        data = json.loads(item["data"])
-        row = {"id": item["item_id"], **{k: v for k, v in data.items() if k != "id"}}
+    # One pass over a join, row by row: the whole batch's items and labels as dicts side by side
+    # would be ~400 MB at 100,000 items.
+    for item_id, data, value, confidence, answers, decided_at in store.labelled_items(batch_name):
+        value = json.loads(value)
+        row = {"id": item_id, **{k: v for k, v in json.loads(data).items() if k != "id"}}
         row["label"] = task_type.csv_value(value)
         if task_type.single_label:
             row["label_index"] = index[value]
-        row.update(confidence=round(float(decided["confidence"] or 0.0), 4), answers=int(decided["answers"] or 0),
-                   _decided_at=decided["decided_at"], _value=value)
+        row.update(confidence=round(float(confidence or 0.0), 4), answers=int(answers or 0),
+                   _decided_at=decided_at, _value=value)
         rows.append(row)
     return batch, pd.DataFrame(rows)
 
@@ -159,8 +156,10 @@ def export_batch(
     if "manifest" in formats:
         # Each line is made once (and its artifacts written once); the split files reuse them.
         task_type, spec = get_task_type(batch["task_type"]), TaskSpec.from_batch_row(batch)
+        columns = list(frame.columns)
+        records = (dict(zip(columns, values)) for values in frame.itertuples(index=False, name=None))  # one at a time
         encoded = pd.Series([json.dumps(manifest_line(batch, r, data_columns, out, task_type, spec), ensure_ascii=False)
-                             + "\n" for r in frame.to_dict("records")], index=frame.index)
+                             + "\n" for r in records], index=frame.index)
     for part, df in parts.items():
         stem = part or batch_name
         if "manifest" in formats:

@@ -361,6 +361,13 @@ class Store:
             out[r["item_id"]] = r
         return out
 
+    def labelled_items(self, batch: str) -> Iterator[tuple]:
+        """(item_id, data, value, confidence, answers, decided_at) of labelled items, in item order."""
+        return self.db.conn.execute(
+            "select i.item_id, i.data, l.value, l.confidence, l.answers, l.decided_at from items i "
+            "join labels l on l.batch = i.batch and l.item_id = i.item_id "
+            "where i.batch = ? and l.status = 'labelled' and l.value is not null order by i.position", [batch])
+
     def label_status_counts(self, batch: str) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self.db.query(
             "select status, count(*) as n from labels where batch = ? group by status", [batch])}

@@ -1,9 +1,9 @@
 """Dawid–Skene (1979): each worker has a full K x K confusion matrix; EM over all answers.
 
-Vectorised: answers are integer codes; the E-step sums per-answer log-likelihood rows per item
-with one `np.add.reduceat` over answers sorted by item, the M-step sums item posteriors per
-(worker, given label) with one `np.add.reduceat` over answers sorted by (worker, label). No Python
-loop touches answers; the only loop is over EM iterations (capped, with a tolerance).
+Vectorised: answers are integer codes in a sparse (item x worker*K+given) count matrix; the E-step
+sums per-answer log-likelihood rows per item as one sparse product, the M-step sums item posteriors
+per (worker, given label) as one product with the transpose. No Python loop touches answers; the
+only loop is over EM iterations (capped, with a tolerance).
 
 The defaults reproduce crowd-kit's DawidSkene: soft-majority-vote initialisation, counts clipped
 at 1e-10 before normalising, class priors = mean posterior, and the same convergence test (the
@@ -28,35 +28,29 @@ EPS = 1e-10
 
 
 class _Layout:
-    """Sort orders computed once per fit and reused by every EM iteration."""
+    """The answers as a sparse (items x worker*K+given) count matrix, built once per fit: the E-step
+    is one sparse product with the log confusion rows, the M-step one with its transpose. (Two
+    sorts and a gather of 1M rows per iteration, before: about twice the time.)"""
 
     def __init__(self, enc: Encoded):
+        from scipy.sparse import csr_matrix
+
         k = enc.n_labels
         self.k = k
-        # tidy tables usually come grouped by item: skip the sort when they already are
-        grouped = bool((np.diff(enc.t) >= 0).all())
-        order_t = np.arange(len(enc.t)) if grouped else np.argsort(enc.t, kind="stable")
-        self.t_sorted_wy = (enc.w * k + enc.y)[order_t]
-        # answers grouped by item; every encoded item has >= 1 answer so groups are non-empty
-        self.t_starts = np.flatnonzero(np.r_[True, np.diff(enc.t[order_t]) != 0])
-        wy = enc.w * k + enc.y
-        order_wy = np.argsort(wy, kind="stable")
-        wy_sorted = wy[order_wy]
-        self.wy_starts = np.flatnonzero(np.r_[True, np.diff(wy_sorted) != 0])
-        self.wy_keys = wy_sorted[self.wy_starts]
-        self.t_by_wy = enc.t[order_wy]
         self.n_wy = enc.n_workers * k
+        wy = enc.w.astype(np.int64) * k + enc.y
+        ones = np.ones(len(wy))
+        # duplicates (a worker answering an item twice) add up, as they would answer by answer
+        self.by_item = csr_matrix((ones, (enc.t, wy)), shape=(enc.n_items, self.n_wy))
+        self.by_wy = self.by_item.T.tocsr()
 
     def e_scores(self, log_conf_wy: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
         """(items x K) log prior + summed log P(answer | true class)."""
-        rows = log_conf_wy[self.t_sorted_wy]
-        return np.add.reduceat(rows, self.t_starts, axis=0) + log_prior
+        return self.by_item @ log_conf_wy + log_prior
 
     def m_counts(self, probas: np.ndarray) -> np.ndarray:
         """(workers*K given-label rows x K true classes) expected answer counts."""
-        out = np.zeros((self.n_wy, self.k))
-        out[self.wy_keys] = np.add.reduceat(probas[self.t_by_wy], self.wy_starts, axis=0)
-        return out
+        return self.by_wy @ probas
 
 
 def _softmax_rows(scores: np.ndarray) -> np.ndarray:
