@@ -102,8 +102,9 @@ class MTurk:
             yield self.client  # one client, shared: boto3 clients are thread-safe
             return
         with self._lock:
-            client = self._idle.pop() if self._idle else None
-            if client is None:
+            if self._idle:
+                client = self._idle.pop()
+            else:
                 client = self._factory()  # under the lock: a boto3 Session is not thread-safe
                 client.meta.events.register("before-call.mturk.*", self._count)
                 self.clients_made += 1

@@ -186,12 +186,9 @@ class Store:
         with self.transaction():
             self._write("hits", rows, on_conflict="ignore")
 
-    def hits(self, batch: str, *, created: bool | None = None) -> list[dict]:
-        sql = "select * from hits where batch = ?"
-        if created is True:
-            sql += " and hit_id is not null"
-        elif created is False:
-            sql += " and hit_id is null"
+    def hits(self, batch: str, *, created: bool = False) -> list[dict]:
+        """Every HIT row of a batch; with `created`, only those MTurk has created (intents: `hit_intents`)."""
+        sql = "select * from hits where batch = ?" + (" and hit_id is not null" if created else "")
         return [dict(r) for r in self.db.query(sql + " order by rowid", [batch])]
 
     def hit_intents(self, batch: str) -> list[HitIntent]:

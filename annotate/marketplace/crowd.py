@@ -209,7 +209,8 @@ class HTTPCrowd:
     # -- the worker's steps -----------------------------------------------------------------
 
     def listing(self, worker_id: str | None = None, page_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every HIT on offer now, oldest first, fetched a page at a time as the caller goes."""
+        """Every HIT on offer now, oldest first, fetched a page at a time as the caller goes. It ends
+        early once stop() is asked for: a pass stops after the HIT in hand, not thousands more."""
         after: str | None = None
         while True:
             params = [("format", "json"), ("limit", str(page_size))]
@@ -220,7 +221,10 @@ class HTTPCrowd:
             if status != 200:
                 raise RuntimeError(f"HIT listing answered HTTP {status}: {body[:200]!r}")
             page = json.loads(body)
-            yield from page["hits"]
+            for hit in page["hits"]:
+                if self._stop.is_set():
+                    return
+                yield hit
             after = page.get("next")
             if not after:
                 return
@@ -460,8 +464,6 @@ class SimulatedCrowd(HTTPCrowd):
         with self._lock:
             submitted = 0
             for hit in self.listing():
-                if self._stop.is_set():
-                    return submitted  # stop() ends a pass after the HIT in hand, not after thousands more
                 for _ in range(hit["assignmentsAvailable"]):
                     if limit is not None and submitted >= limit:
                         return submitted

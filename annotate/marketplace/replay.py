@@ -207,8 +207,6 @@ class ReplayCrowd(HTTPCrowd):
         with self._lock:
             submitted = 0
             for hit in self.listing():
-                if self._stop.is_set():
-                    return submitted  # stop() ends a pass after the HIT in hand
                 annotation = hit.get("requesterAnnotation")
                 if not annotation:
                     continue  # not a HIT of a replayed batch
