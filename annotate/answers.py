@@ -2,13 +2,22 @@
 
 An HTMLQuestion's form comes back as one `Answer` per form field, `QuestionIdentifier` +
 `FreeText`; with `crowd-form` there is a single `taskAnswers` field holding JSON.
+
+Everything a worker sends is untrusted input. The limits below are the one place that says how
+large and how deep an answer may be; every reader of worker XML or JSON (here and in the task
+types) goes through `parse_question_form_answers` and `worker_json`, which turn anything over a
+limit, or anything that cannot be read, into an AnswerError: the harvest quarantines that one
+assignment with the reason and goes on.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
+from xml.parsers import expat
 
 import xmltodict
 from xml.parsers.expat import ExpatError
@@ -16,6 +25,15 @@ from xml.parsers.expat import ExpatError
 ANSWER_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
 # Form fields MTurk itself or our templates add, which are not answers.
 SERVICE_FIELDS = {"assignmentId", "hitId", "workerId", "turkSubmitTo"}
+
+# ---------------------------------------------------------------- limits on worker input
+# The largest honest answer is a segmentation mask: a PNG of at most 4,000,000 bytes
+# (semantic_segmentation.MAX_MASK_BYTES) is 5.4 MB of base64; everything else is kilobytes.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # one QuestionFormAnswers document, UTF-8
+MAX_ANSWER_DEPTH = 8  # XML elements: QuestionFormAnswers > Answer > FreeText is 3 deep
+MAX_JSON_BYTES = 6 * 1024 * 1024  # one JSON value a worker sent (taskAnswers, a task type's field)
+MAX_JSON_DEPTH = 32  # nested arrays/objects; crowd elements' answers nest about 5 deep
+MAX_NUMBER_DIGITS = 100  # digits of one JSON integer (a float holds about 309)
 
 
 class AnswerError(ValueError):
@@ -28,9 +46,53 @@ class ParsedAnswer:
     document: dict[str, Any]  # the xmltodict parse, kept as JSON in the store
 
 
-def parse_question_form_answers(xml: str) -> ParsedAnswer:
+def _utf8(text: str, what: str, limit: int) -> bytes:
+    """`text` as UTF-8, refused when over `limit` bytes (or not encodable: a lone surrogate)."""
+    if len(text) > limit:  # over in characters is over in bytes: no need to encode it
+        raise AnswerError(f"{what} is over {limit:,} bytes ({len(text):,} characters)")
     try:
-        doc = xmltodict.parse(xml, process_namespaces=True, namespaces={ANSWER_NS: None}, force_list=("Answer",))
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AnswerError(f"{what} is not valid Unicode ({exc.reason} at character {exc.start})") from None
+    if len(data) > limit:
+        raise AnswerError(f"{what} is {len(data):,} bytes; at most {limit:,} are accepted")
+    return data
+
+
+def _check_xml_depth(data: bytes) -> None:
+    """A pass of expat alone (C, no tree built) before xmltodict builds one: deep nesting is refused
+    before anything recursive (json.dumps, str) meets it, and so is a DOCTYPE — MTurk's answers
+    never carry one, and entity declarations are how XML bombs start."""
+    parser = expat.ParserCreate("utf-8")
+    depth = 0
+
+    def start(name, attrs):
+        nonlocal depth
+        depth += 1
+        if depth > MAX_ANSWER_DEPTH:
+            raise AnswerError(f"the answer XML nests more than {MAX_ANSWER_DEPTH} elements deep")
+
+    def end(name):
+        nonlocal depth
+        depth -= 1
+
+    def doctype(*_):
+        raise AnswerError("the answer XML has a DOCTYPE (MTurk's answers never do)")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.StartDoctypeDeclHandler = doctype
+    parser.Parse(data, True)
+
+
+def parse_question_form_answers(xml: str) -> ParsedAnswer:
+    if not isinstance(xml, str):
+        raise AnswerError(f"the answer is not XML text (got {type(xml).__name__})")
+    data = _utf8(xml, "the answer XML", MAX_ANSWER_BYTES)
+    try:
+        _check_xml_depth(data)
+        doc = xmltodict.parse(data, encoding="utf-8", process_namespaces=True, namespaces={ANSWER_NS: None},
+                              force_list=("Answer",))
     except ExpatError as exc:
         raise AnswerError(f"malformed QuestionFormAnswers XML: {exc}") from None
     root = doc.get("QuestionFormAnswers")
@@ -55,15 +117,71 @@ def parse_question_form_answers(xml: str) -> ParsedAnswer:
     return ParsedAnswer(fields=flat, document=doc)
 
 
+_JSON_TOKEN = re.compile(r'[\[\]{}"]')
+_JSON_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # a string's rest after its opening quote
+
+
+def check_json_depth(text: str, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """AnswerError when `text` nests arrays/objects deeper than `limit` — checked before json.loads,
+    whose recursion a worker could otherwise exhaust (100,000 `[` make a RecursionError). Brackets
+    inside strings do not count; the scan runs only when there are enough brackets to matter."""
+    if text.count("[") + text.count("{") <= limit:
+        return
+    depth, pos = 0, 0
+    while (token := _JSON_TOKEN.search(text, pos)) is not None:
+        pos = token.end()
+        char = token.group()
+        if char == '"':
+            rest = _JSON_STRING_REST.match(text, pos)
+            if rest is None:
+                return  # an unterminated string: json.loads says what is wrong
+            pos = rest.end()
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                raise AnswerError(f"{what} nests more than {limit} arrays/objects deep")
+        else:
+            depth -= 1
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise AnswerError(f"a number of {len(text.lstrip('-')):,} digits (at most {MAX_NUMBER_DIGITS} are accepted)")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise AnswerError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise AnswerError(f"{name} is not a JSON number")
+
+
+def worker_json(text: str, what: str) -> Any:
+    """JSON a worker sent, decoded within the limits above (size, depth, digits; no NaN or
+    Infinity, which json.loads would otherwise accept); AnswerError naming `what` otherwise."""
+    _utf8(text, what, MAX_JSON_BYTES)
+    check_json_depth(text, what)
+    try:
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except AnswerError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise AnswerError(f"{what} is not JSON: {exc.msg} at character {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:  # the limits above should leave nothing for these
+        raise AnswerError(f"{what} cannot be decoded: {type(exc).__name__}: {str(exc)[:80]}") from None
+
+
 def task_answers(fields: dict[str, str]) -> dict[str, Any] | None:
     """crowd-form's single `taskAnswers` field, decoded (None when the form was a plain one)."""
     raw = fields.get("taskAnswers")
     if raw is None:
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise AnswerError(f"taskAnswers is not JSON: {exc.msg}") from None
+    value = worker_json(raw, "taskAnswers")
     if isinstance(value, list):
         value = value[0] if value else {}
     if not isinstance(value, dict):

@@ -85,6 +85,7 @@ def run_demo(
         try:
             while True:
                 [result] = harvest(ws, [batch.name], endpoint_url=server.url)
+                result.raise_failure()
                 if on_progress:
                     on_progress("harvest", result.decided, result.items)
                 if result.done:

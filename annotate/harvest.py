@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby, islice
@@ -40,13 +41,19 @@ from annotate.config import WorkerSettings
 from annotate.consensus import Decision, get_aggregator, get_policy
 from annotate.errors import UserError
 from annotate.fees import assignment_cost, format_money
-from annotate.mturk import TOKEN_ALREADY_PROCESSED, MTurk, connect, error_code
+from annotate.mturk import (ENDPOINTS, TOKEN_ALREADY_PROCESSED, MTurk, MTurkUnreachable, connect, describe, error_code,
+                            refused)
 from annotate.post import request_token, resolve_target
 from annotate.store import Store, utcnow
 from annotate.tasktypes import TaskSpec, get_task_type
 from annotate.workspace import Workspace
 
 EXPIRY_MARGIN = timedelta(minutes=5)  # a HIT this close to expiry is renewed before buying more of it
+# MTurk refuses to extend a HIT created with fewer than 10 assignments to 10 or more
+# (InvalidMaximumAssignmentsIncrease): such a HIT never grows past 9, whatever the policy's cap.
+SMALL_HIT_MAX = 9
+REFUSED_EVENT = "extension-refused"
+INSUFFICIENT_FUNDS = "AWS.MechanicalTurk.InsufficientFunds"
 
 
 class HarvestBusy(Exception):
@@ -69,6 +76,54 @@ class HarvestResult:
     open: int = 0
     done: bool = False
     api_calls: dict[str, int] = field(default_factory=dict)
+    failure: "BatchFailure | None" = None  # the pass failed for this batch (what it did before is counted)
+
+    def raise_failure(self) -> None:
+        """Raise what made this batch's pass fail, if anything did (for callers harvesting one batch)."""
+        if self.failure is not None and self.failure.error is not None:
+            raise self.failure.error
+
+
+@dataclass
+class BatchFailure:
+    """Why one batch's pass failed, in one line; the pass went on with the other batches.
+
+    exit_code follows the CLI's rule: 2 for what a person must change (a user error, an endpoint
+    that does not answer, a request MTurk refuses), 1 for a bug or an MTurk fault (throttling, 5xx)
+    that outlasted the retries. `detail` holds a bug's traceback."""
+
+    batch: str | None
+    reason: str
+    kind: str  # user | unreachable | mturk | bug
+    exit_code: int
+    detail: str | None = None
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_exception(cls, batch: str | None, exc: BaseException) -> "BatchFailure":
+        if isinstance(exc, MTurkUnreachable):
+            return cls(batch, str(exc), "unreachable", 2, error=exc)
+        if isinstance(exc, UserError):
+            return cls(batch, str(exc), "user", exc.exit_code, error=exc)
+        if isinstance(exc, botocore.exceptions.ClientError):
+            return cls(batch, f"MTurk: {describe(exc)}", "mturk", 2 if refused(exc) else 1, error=exc)
+        if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError,
+                            botocore.exceptions.ProfileNotFound)):
+            return cls(batch, f"AWS credentials: {describe(exc)}", "user", 2, error=exc)
+        return cls(batch, f"{type(exc).__name__}: {describe(exc)[:300]} (a bug: please report it with the traceback)",
+                   "bug", 1, detail="".join(traceback.format_exception(exc)), error=exc)
+
+    def as_json(self) -> dict:
+        return {"batch": self.batch, "reason": self.reason, "kind": self.kind, "exit_code": self.exit_code}
+
+
+def exit_code(results: list[HarvestResult], failures: list[BatchFailure] = ()) -> int:
+    """0 when nothing failed; 1 when any failure is a bug or a passing fault; else 2 (every failure
+    needs a person: a bad name or option, an endpoint that does not answer, a refusal)."""
+    found = [r.failure for r in results if r.failure is not None] + list(failures)
+    if not found:
+        return 0
+    return 1 if any(f.exit_code != 2 for f in found) else 2
 
 
 @contextmanager
@@ -114,19 +169,37 @@ def harvest(
     store = Store(ws.ensure().store_path)
     names = batch_names or batches_for(store, target)
     results = []
+    unreachable: dict[str, BatchFailure] = {}  # endpoint → its failure: other batches there are not tried
     with harvest_lock(ws, wait=wait_for_lock):
         for name in names:
-            batch = store.get_batch(name)
-            if batch is None:
-                raise UserError(f"no batch named {name!r} in {ws.store_path} (post it first)")
-            if not batch.get("hit_type_id"):
-                continue
-            batch_target = resolve_target(batch, target, name)
-            if batch_target == "production" and confirm is not None and not confirm(
-                    f"Harvest {name!r} on PRODUCTION (approves assignments, may buy more)?"):
-                raise UserError("not confirmed; nothing was done")
-            with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
-                results.append(Harvester(store, batch, client, concurrency).run())
+            harvester: Harvester | None = None
+            try:
+                batch = store.get_batch(name)
+                if batch is None:
+                    raise UserError(f"no batch named {name!r} in {ws.store_path} (post it first)")
+                if not batch.get("hit_type_id"):
+                    continue
+                batch_target = resolve_target(batch, target, name)
+                endpoint = endpoint_url or batch.get("endpoint_url") or ENDPOINTS.get(batch_target)
+                if endpoint in unreachable:
+                    earlier = unreachable[endpoint]
+                    results.append(HarvestResult(batch=name, failure=BatchFailure(
+                        name, f"not tried: {earlier.reason} (batch {earlier.batch})", earlier.kind, earlier.exit_code,
+                        error=earlier.error)))
+                    continue
+                if batch_target == "production" and confirm is not None and not confirm(
+                        f"Harvest {name!r} on PRODUCTION (approves assignments, may buy more)?"):
+                    raise UserError("not confirmed; nothing was done")
+                with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
+                    harvester = Harvester(store, batch, client, concurrency)
+                    results.append(harvester.run())
+            except Exception as exc:  # noqa: BLE001 — one batch's failure, whatever it is, is that batch's alone
+                failure = BatchFailure.from_exception(name, exc)
+                if isinstance(exc, MTurkUnreachable) and exc.endpoint_url:
+                    unreachable[exc.endpoint_url] = failure
+                result = harvester.result if harvester is not None else HarvestResult(batch=name)
+                result.failure = failure
+                results.append(result)
     return results
 
 
@@ -228,21 +301,29 @@ class Harvester:
                 raise
 
     def _assignment_row(self, hit_id: str, item_id: str, a: dict) -> dict:
-        value, quarantine, fields, document = None, None, {}, None
+        """One assignment as stored: raw answer, parse and value — or, whatever goes wrong in reading
+        this one worker's answer, the raw answer quarantined with the reason (never dropped, and
+        never the end of the pass: the batch's other answers are stored and approved as usual)."""
+        value = quarantine = document = value_json = None
+        fields: dict[str, str] = {}
         try:
             parsed = parse_question_form_answers(a.get("Answer", ""))
-            fields, document = parsed.fields, parsed.document
+            fields, document = parsed.fields, json.dumps(parsed.document)
             value = self.task_type.parse(fields, self.spec)
+            value_json = json.dumps(value) if value is not None else None
         except AnswerError as exc:
-            quarantine = str(exc)  # kept, with its reason; never dropped
+            quarantine = _one_line(str(exc))
+        except Exception as exc:  # noqa: BLE001 — an answer no limit foresaw (or a task type's bug) stays this answer's
+            quarantine = _one_line(f"the answer could not be read ({type(exc).__name__}: {exc})")
+        if quarantine is not None:
+            value = value_json = None
             self.result.quarantined += 1
         return {
             "assignment_id": a["AssignmentId"], "hit_id": hit_id, "batch": self.name,
             "item_id": item_id, "worker_id": a["WorkerId"], "status": a["AssignmentStatus"],
             "accept_time": _iso(a.get("AcceptTime")), "submit_time": _iso(a.get("SubmitTime")),
-            "answer_xml": a.get("Answer", ""), "answer": json.dumps(document) if document is not None else None,
-            "label": value if self.task_type.single_label else None,
-            "value": json.dumps(value) if value is not None else None,
+            "answer_xml": a.get("Answer", ""), "answer": document,
+            "label": value if self.task_type.single_label else None, "value": value_json,
             "quarantine": quarantine, "stored_at": utcnow(), "approved_at": None, "_fields": fields,
         }
 
@@ -285,14 +366,26 @@ class Harvester:
 
         to_extend = []
         decided: list[tuple] = []  # (item, status, decision): a tuple per item, written as one stream
+        refusals = self.store.extension_refusals(self.name)  # item → why MTurk will not extend it
+        capped: list[tuple[dict, str]] = []
         for hit_id, item, max_assignments, expires_at in closed[
                 ["hit_id", "item_id", "max_assignments", "expires_at"]].itertuples(index=False, name=None):
             if item in known:
                 decided.append((item, "known", Decision("label", known[item], 1.0)))
                 continue
             decision: Decision = decisions.get(item) or Decision("wait", None, 0.0)
+            if decision.action == "extend" and item in refusals:
+                decision = Decision("unresolved", decision.label, decision.confidence)
             if decision.action == "extend":
                 extend_by = min(decision.extend_by, self.policy.max_assignments - max_assignments)
+                if max_assignments <= SMALL_HIT_MAX < max_assignments + extend_by:
+                    # A store whose cap is over 9 (allowed once): ask only for what MTurk grants.
+                    extend_by = SMALL_HIT_MAX - max_assignments
+                    if extend_by <= 0:
+                        capped.append(({"item_id": item, "hit_id": hit_id, "token": None},
+                                       f"a HIT created with fewer than 10 assignments cannot have 10 or more "
+                                       f"(MTurk's InvalidMaximumAssignmentsIncrease); [consensus] max_assignments = "
+                                       f"{self.policy.max_assignments} is out of its reach"))
                 hit = {"hit_id": hit_id, "item_id": item, "max_assignments": max_assignments, "expires_at": expires_at}
                 if extend_by > 0 and self._affordable(hit, extend_by):
                     to_extend.append((hit, extend_by))
@@ -302,7 +395,11 @@ class Harvester:
             if decision.action in ("label", "unresolved"):
                 decided.append((item, "labelled" if decision.action == "label" else "unresolved", decision))
         del decisions
-        self._extend(to_extend)
+        self._refused(capped)
+        refused_now = self._extend(to_extend)
+        if refused_now:
+            decided = [(item, "unresolved" if status == "pending" and item in refused_now else status, d)
+                       for item, status, d in decided]
         single = self.task_type.single_label
         self.store.save_decisions(self.name, (
             (item, status, d.label, json.dumps(d.label) if single else d.label, d.confidence)
@@ -320,8 +417,9 @@ class Harvester:
         self.result.labelled = statuses.get("labelled", 0)
         self.result.unresolved = statuses.get("unresolved", 0)
         self.result.decided = self.result.labelled + self.result.unresolved + statuses.get("known", 0)
-        self.result.extended = len(to_extend)
-        self.result.done = self.result.open == 0 and not to_extend and self.result.decided == self.result.items
+        self.result.extended = len(to_extend) - len(refused_now)
+        self.result.done = (self.result.open == 0 and not self.result.extended
+                            and self.result.decided == self.result.items)
 
     def _consolidate(self, closed: pd.DataFrame) -> dict[str, Decision]:
         """Task types other than single-label classification: consolidate each closed item's answers
@@ -418,9 +516,11 @@ class Harvester:
         self._budget = self._budget.spend(cost)
         return True
 
-    def _extend(self, to_extend: list[tuple[dict, int]]) -> None:
+    def _extend(self, to_extend: list[tuple[dict, int]]) -> dict[str, str]:
+        """Buy the extensions (intent recorded first). Returns the items MTurk refused for good, with
+        MTurk's reason: their intents are closed, and the items are decided unresolved."""
         if not to_extend:
-            return
+            return {}
         rounds = self.store.extension_rounds(self.name)
         intents = []
         for hit, extend_by in to_extend:
@@ -431,42 +531,90 @@ class Harvester:
                 "max_after": hit["max_assignments"] + extend_by, "state": "intent", "created_at": utcnow(),
                 "done_at": None, "_hit": hit})
         self.store.record_extension_intents(intents)  # before any money moves
-        done = [ext for ext, _ in parallel(self._buy, intents, self.concurrency)]
-        self.store.extensions_done(done)
+        return self._buy_all(intents)
 
-    def _buy(self, ext: dict) -> None:
+    def _buy_all(self, intents: list[dict]) -> dict[str, str]:
+        """Buy each intent; what went through or was refused is recorded even when another call fails."""
+        done: list[dict] = []
+        refusals: list[tuple[dict, str]] = []
+        unaffordable: list[tuple[dict, str]] = []
+        try:
+            for ext, refusal in parallel(self._buy, intents, self.concurrency):
+                if refusal is None:
+                    done.append(ext)
+                else:
+                    (refusals if refusal[0] else unaffordable).append((ext, refusal[1]))
+        finally:
+            self.store.extensions_done(done)
+            self._refused(refusals)
+            # Out of money is not for good: the intent is closed, and a later pass may decide again.
+            for ext, reason in unaffordable:
+                self.store.close_extension(ext["token"], "abandoned")
+                self.store.event(self.name, "over-budget", item=ext["item_id"], reason=reason)
+                self.result.over_budget += 1
+        return {ext["item_id"]: reason for ext, reason in refusals + unaffordable}
+
+    def _refused(self, refusals: list[tuple[dict, str]]) -> None:
+        """Close refused intents (never asked again) and keep MTurk's reason, for `status` to show."""
+        for ext, reason in refusals:
+            if ext.get("token"):
+                self.store.close_extension(ext["token"], "refused")
+            self.store.event(self.name, REFUSED_EVENT, item=ext["item_id"], hit=ext["hit_id"], token=ext["token"],
+                             reason=reason)
+
+    def _buy(self, ext: dict) -> tuple[bool, str] | None:
+        """Buy one extension; None when bought (now or by an earlier call), else (for good?, MTurk's
+        reason) when MTurk refuses it. Faults that may pass (throttling, 5xx, no answer) are raised."""
         hit = ext.get("_hit") or {}
         expires = hit.get("expires_at")
-        if expires and _parse(expires) - EXPIRY_MARGIN <= datetime.now(timezone.utc):
-            # Extra assignments on an expired HIT would never be seen by a worker: renew it first.
-            lifetime = int(self.batch.get("lifetime") or 3 * 86400)
-            new_expiry = datetime.now(timezone.utc) + timedelta(seconds=lifetime)
-            self.mturk.call("UpdateExpirationForHIT", HITId=ext["hit_id"], ExpireAt=new_expiry)
-            ext["expires_at"] = new_expiry.isoformat()
         try:
+            if expires and _parse(expires) - EXPIRY_MARGIN <= datetime.now(timezone.utc):
+                # Extra assignments on an expired HIT would never be seen by a worker: renew it first.
+                lifetime = int(self.batch.get("lifetime") or 3 * 86400)
+                new_expiry = datetime.now(timezone.utc) + timedelta(seconds=lifetime)
+                self.mturk.call("UpdateExpirationForHIT", HITId=ext["hit_id"], ExpireAt=new_expiry)
+                ext["expires_at"] = new_expiry.isoformat()
             self.mturk.call("CreateAdditionalAssignmentsForHIT", HITId=ext["hit_id"],
                             NumberOfAdditionalAssignments=ext["added"], UniqueRequestToken=ext["token"])
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) == TOKEN_ALREADY_PROCESSED:
-                return  # the same token went through before (a lost response)
+                return None  # the same token went through before (a lost response)
             # Otherwise let the HIT itself tell whether the extension happened.
-            current = self.mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
-            if current < ext["max_after"]:
-                raise
+            current = self._max_assignments(ext["hit_id"])
+            if current is not None and current >= ext["max_after"]:
+                return None
+            if refused(exc):
+                return error_code(exc) != INSUFFICIENT_FUNDS, describe(exc)
+            raise
+        return None
+
+    def _max_assignments(self, hit_id: str) -> int | None:
+        """The HIT's MaxAssignments as MTurk has it; None when MTurk no longer knows the HIT."""
+        try:
+            return self.mturk.call("GetHIT", HITId=hit_id)["HIT"]["MaxAssignments"]
+        except botocore.exceptions.ClientError as exc:
+            if refused(exc):
+                return None
+            raise
 
     def _finish_pending_extensions(self) -> None:
-        """Extensions recorded but never confirmed (a crash mid-call): look at each HIT, then finish."""
+        """Extensions recorded but never confirmed (a crash mid-call): look at each HIT, then finish.
+        One MTurk refuses (or whose HIT is gone) is closed as refused: it never blocks a later pass."""
         pending = self.store.pending_extensions(self.name)
         if not pending:
             return
-        todo = []
+        todo, done, gone = [], [], []
         for ext in pending:
-            current = self.mturk.call("GetHIT", HITId=ext["hit_id"])["HIT"]["MaxAssignments"]
-            if current < ext["max_after"]:
+            current = self._max_assignments(ext["hit_id"])
+            if current is None:
+                gone.append((ext, f"MTurk no longer knows HIT {ext['hit_id']}"))
+            elif current < ext["max_after"]:
                 todo.append({**ext, "_hit": self.store.hit(ext["hit_id"]) or {}})
-        for ext in todo:
-            self._buy(ext)
-        self.store.extensions_done(pending)
+            else:
+                done.append(ext)
+        self.store.extensions_done(done)
+        self._refused(gone)
+        self._buy_all(todo)
 
 
 def vote_counts(answers: pd.DataFrame) -> pd.DataFrame:
@@ -514,6 +662,12 @@ def wilson_upper(successes: int, n: int, z: float = 1.96) -> float:
     return (centre + spread) / (1 + z * z / n)
 
 
+def _one_line(text: str, limit: int = 500) -> str:
+    """A reason as stored and shown: one line, at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _iso(value) -> str | None:
     if value is None:
         return None
@@ -536,13 +690,15 @@ def harvest_until_done(
     on_pass: Callable[[list[HarvestResult]], None] | None = None,
     **kwargs,
 ) -> list[HarvestResult]:
-    """`--watch`: pass after pass until every item is decided (or the timeout)."""
+    """`--watch`: pass after pass until every item is decided (or the timeout). A batch that fails
+    does not end the watch (the next pass tries it again), unless waiting cannot help: a user error
+    such as an unknown batch name."""
     started = time.monotonic()
     while True:
         results = harvest(ws, batch_names, **kwargs)
         if on_pass:
             on_pass(results)
-        if all(r.done for r in results):
+        if all(r.done or (r.failure is not None and r.failure.kind == "user") for r in results):
             return results
         if timeout is not None and time.monotonic() - started > timeout:
             return results

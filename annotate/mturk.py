@@ -7,8 +7,10 @@ MTurk's real endpoints in us-east-1 with the standard AWS credential chain.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -17,7 +19,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 from botocore import xform_name
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from annotate.errors import UserError
 from annotate.workspace import Workspace
@@ -33,6 +35,41 @@ RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", 
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 TOKEN_ALREADY_PROCESSED = "AWS.MechanicalTurk.UniqueRequestTokenRequestAlreadyProcessed"
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
+# How long one call keeps retrying (throttling, 5xx, an endpoint that does not answer) before it
+# gives up, in seconds: small, so an unreachable endpoint is reported in seconds, not minutes.
+RETRY_SECONDS_ENV = "ANNOTATE_MTURK_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 20.0
+# The connection failed or was cut (botocore's EndpointConnectionError, ConnectTimeoutError,
+# ConnectionClosedError, ReadTimeoutError, ...).
+CONNECTION_ERRORS = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+
+
+class MTurkUnreachable(UserError):
+    """MTurk (or the endpoint standing in for it) did not answer, retries included: one line, no traceback."""
+
+    def __init__(self, endpoint_url: str | None, operation: str, cause: BaseException, attempts: int, seconds: float):
+        self.endpoint_url = endpoint_url
+        self.operation = operation
+        self.attempts = attempts
+        self.seconds = seconds
+        detail = " ".join(str(cause).split()) or type(cause).__name__
+        super().__init__(f"MTurk at {endpoint_url or 'its endpoint'} did not answer {operation} ({detail}); gave up "
+                         f"after {attempts} attempt(s) in {seconds:.1f} s. Check --endpoint-url (or that "
+                         "`annotate marketplace serve` is running) and the network")
+
+
+def retry_seconds() -> float:
+    """The retry time limit: ANNOTATE_MTURK_RETRY_SECONDS, else the default."""
+    text = os.environ.get(RETRY_SECONDS_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_RETRY_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise UserError(f"must be a number of seconds between 0 and 3600, not {text!r}", field=RETRY_SECONDS_ENV)
+    return value
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -63,7 +100,20 @@ def _retryable(exc: BaseException) -> bool:
         return aws_code(exc) in RETRYABLE_CODES or status >= 500
     # The connection dropped or timed out: the call may or may not have happened, so only
     # operations made safe to repeat (tokens, status checks) are retried — which is all of ours.
-    return isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError))
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+def refused(exc: BaseException) -> bool:
+    """MTurk answered and said no for good (a RequestError, a bad parameter): asking again is no use."""
+    return isinstance(exc, botocore.exceptions.ClientError) and not _retryable(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an MTurk error: its code and message."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        message = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())
+        return f"{error_code(exc) or 'error'}: {message}" if message else str(error_code(exc) or exc)
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class MTurk:
@@ -75,7 +125,7 @@ class MTurk:
     loaded models: +12 MB for 16, against +127 MB for 16 sessions)."""
 
     def __init__(self, client, target: str, endpoint_url: str | None, attempts: int = 8, max_wait: float = 20.0,
-                 factory: Callable[[], Any] | None = None):
+                 factory: Callable[[], Any] | None = None, retry_for: float | None = None):
         self.client = client
         self.target = target
         self.endpoint_url = endpoint_url
@@ -84,10 +134,11 @@ class MTurk:
         self._factory = factory
         self._idle: list = [client]
         self.clients_made = 1
-        self._retrying = retry(
+        # Copied per call (a copy keeps its own attempt count, so threads do not share one).
+        self._retrying = Retrying(
             retry=retry_if_exception(_retryable),
             wait=wait_random_exponential(multiplier=0.05, max=max_wait),
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts) | stop_after_delay(retry_seconds() if retry_for is None else retry_for),
             reraise=True,
         )
         client.meta.events.register("before-call.mturk.*", self._count)
@@ -116,7 +167,13 @@ class MTurk:
 
     def call(self, operation: str, **params: Any) -> dict:
         with self._checkout() as client:
-            return self._retrying(getattr(client, xform_name(operation)))(**params)
+            retrying = self._retrying.copy()
+            started = time.monotonic()
+            try:
+                return retrying(getattr(client, xform_name(operation)), **params)
+            except CONNECTION_ERRORS as exc:
+                raise MTurkUnreachable(self.endpoint_url, operation, exc, retrying.statistics.get("attempt_number", 1),
+                                       time.monotonic() - started) from exc
 
     def pages(self, operation: str, key: str, **params: Any) -> Iterator[dict]:
         """Every element of a paged list call, following NextToken."""

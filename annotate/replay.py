@@ -110,6 +110,7 @@ def run_replay(
             client = client or _client(server.url)
             _expire_exhausted(store, name, crowd.exhausted, client)
             [result] = harvest(ws, [name], endpoint_url=server.url)
+            result.raise_failure()
             passes += 1
             if on_progress:
                 on_progress(result.decided, result.items, sum(available.values()))

@@ -34,6 +34,8 @@ def batch_status(store: Store, name: str) -> dict:
         "posted": posted,
         "labelled": labelled,
         "unresolved": unresolved,
+        # Items MTurk would not extend (harvest records MTurk's reason), so they ended unresolved.
+        "unresolved_reasons": store.extension_refusals(name),
         "known_answer_items": known,
         "pending": items - labelled - unresolved - sum(1 for r in labels.values() if r["status"] == "known"),
         "assignments_bought": bought,

@@ -323,6 +323,17 @@ class Store:
                            "hit_status = 'Assignable', expires_at = coalesce(?, expires_at) where hit_id = ?",
                            [ext["max_after"], ext.get("expires_at"), ext["hit_id"]])
 
+    def close_extension(self, token: str, state: str) -> None:
+        """An intent MTurk refused ('refused') or that could not be paid ('abandoned'): never bought."""
+        with self.transaction():
+            self._exec("update extensions set state = ?, done_at = ? where token = ? and state = 'intent'",
+                       [state, utcnow(), token])
+
+    def extension_refusals(self, batch: str) -> dict[str, str]:
+        """Item → why MTurk will not extend its HIT (the harvest's 'extension-refused' events)."""
+        return {d["item"]: d["reason"] for d in (json.loads(r["detail"]) for r in self.db.query(
+            "select detail from events where batch = ? and kind = 'extension-refused' order by id", [batch]))}
+
     def pending_extensions(self, batch: str) -> list[dict]:
         return [dict(r) for r in self.db.query(
             "select * from extensions where batch = ? and state = 'intent' order by rowid", [batch])]

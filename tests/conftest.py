@@ -87,6 +87,7 @@ def run_until_done(ws, batch, url, crowd, passes=80):
     for _ in range(passes):
         crowd.work()
         [result] = harvest(ws, [batch.name], endpoint_url=url)
+        result.raise_failure()
         if result.done:
             return result
     raise AssertionError("harvest never finished")

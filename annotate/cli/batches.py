@@ -91,7 +91,24 @@ def _result_json(r) -> dict:
     return {"batch": r.batch, "new_answers": r.new_answers, "approved": r.approved, "labelled": r.labelled,
             "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget, "blocked": r.blocked,
             "quarantined": r.quarantined, "items": r.items, "decided": r.decided, "done": r.done,
-            "api_calls": r.api_calls}
+            "api_calls": r.api_calls, "failure": r.failure.as_json() if r.failure else None}
+
+
+def _report_failures(failures) -> None:
+    """One line per failed batch on stderr (a bug's traceback before its line: tracebacks are for bugs)."""
+    if not failures:
+        return
+    for f in failures:
+        if f.detail:
+            err.print(f.detail.rstrip(), markup=False, highlight=False)
+    for f in failures:
+        if f.batch is None:  # the pass itself could not run
+            err.print(f"error: {f.reason}", markup=False, highlight=False)
+    per_batch = [f for f in failures if f.batch is not None]
+    if per_batch:
+        err.print(f"[red]Harvest failed for {len(per_batch)} batch(es):[/]")
+        for f in per_batch:
+            err.print(f"  {f.batch}: {f.reason}", markup=False, highlight=False)
 
 
 @click.command()
@@ -105,38 +122,56 @@ def _result_json(r) -> dict:
 @click.option("--concurrency", type=int, default=None, help="API calls in flight [env ANNOTATE_CONCURRENCY; default 8].")
 @yes_option
 @json_option
-@click.pass_obj
-def harvest(ws, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, concurrency, yes, as_json):
-    """Harvest answers: store, approve, reach consensus, buy more assignments. One pass (for cron) unless --watch."""
-    from annotate.harvest import HarvestBusy, harvest as run_pass, harvest_until_done, skipped_production
+@click.pass_context
+def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, concurrency, yes, as_json):
+    """Harvest answers: store, approve, reach consensus, buy more assignments. One pass (for cron) unless --watch.
+
+    A batch that fails does not stop the others: each failure is reported in one line, and the
+    exit code is 0 when nothing failed, 2 when every failure needs a person (a user error, an
+    endpoint that does not answer, a request MTurk refuses), 1 otherwise (a bug, or an MTurk fault
+    that outlasted the retries). With --json the last stdout line is always the JSON summary."""
+    from annotate.harvest import BatchFailure, HarvestBusy, exit_code, harvest as run_pass, harvest_until_done, skipped_production
     from annotate.store import Store
 
-    skipped = skipped_production(Store(ws.ensure().store_path), list(batches), target)
-    if skipped:
-        err.print(f"[yellow]Left alone: production batch(es) {', '.join(skipped)} "
-                  "(harvest them with --target production --yes).[/]")
-
-    kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock, concurrency=concurrency,
-                  confirm=_confirm_or_refuse(yes))
+    ws = ctx.obj
+    results, failures, skipped = [], [], []
     try:
+        skipped = skipped_production(Store(ws.ensure().store_path), list(batches), target)
+        if skipped:
+            err.print(f"[yellow]Left alone: production batch(es) {', '.join(skipped)} "
+                      "(harvest them with --target production --yes).[/]")
+        kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock, concurrency=concurrency,
+                      confirm=_confirm_or_refuse(yes))
         if watch:
             def show(results):
+                _report_failures([r.failure for r in results if r.failure])
                 if not as_json:
                     err.print(" · ".join(f"{r.batch}: {r.decided}/{r.items} decided, +{r.new_answers} answers, "
-                                         f"{r.extended} extended" for r in results))
+                                         f"{r.extended} extended" for r in results if not r.failure))
             results = harvest_until_done(ws, list(batches) or None, interval=interval, timeout=timeout, on_pass=show, **kwargs)
         else:
             results = run_pass(ws, list(batches) or None, **kwargs)
+            _report_failures([r.failure for r in results if r.failure])
     except HarvestBusy as exc:
         # Overlapping cron runs: the second one steps aside cleanly.
         err.print(f"[yellow]{exc}[/]")
         if as_json:
-            emit_json({"busy": True, "message": str(exc), "batches": []})
+            emit_json({"busy": True, "message": str(exc), "batches": [], "failures": [], "exit_code": 0})
         return
+    except Exception as exc:  # noqa: BLE001 — the pass could not start (the store, an option): still one line, and the JSON
+        failures.append(BatchFailure.from_exception(None, exc))
+        _report_failures(failures)
+    code = exit_code(results, failures)
     if as_json:
-        emit_json({"busy": False, "batches": [_result_json(r) for r in results], "skipped_production": skipped})
+        emit_json({"busy": False, "batches": [_result_json(r) for r in results], "skipped_production": skipped,
+                   "failures": [f.as_json() for f in [r.failure for r in results if r.failure] + failures],
+                   "exit_code": code})
     else:
-        out.print(_results_table(results))
+        ok = [r for r in results if not r.failure]
+        if ok or not code:
+            out.print(_results_table(ok))
+    if code:
+        ctx.exit(code)
 
 
 @click.command()

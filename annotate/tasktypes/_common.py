@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Callable
 
-from annotate.answers import AnswerError, task_answers
+from annotate.answers import AnswerError, task_answers, worker_json
 from annotate.tasktypes.base import TaskSpec
 
 # Default palette for class colours (mask PNGs, box outlines). Index 0 is the background, white
@@ -42,17 +41,20 @@ def json_field(fields: dict[str, str], spec: TaskSpec, what: str) -> Any:
     if isinstance(value, str):
         if not value.strip():
             raise AnswerError(f"the answer is empty: no {what}")
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise AnswerError(f"the {what} answer is not JSON: {exc.msg} at character {exc.pos}") from None
+        value = worker_json(value, f"the {what} answer")  # within annotate.answers' size and depth limits
     return value
 
 
 def number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AnswerError(f"{what} is not a number: {str(value)[:40]!r}")
-    return float(value)
+    try:
+        result = float(value)  # an int beyond a float's range raises OverflowError here
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise AnswerError(f"{what} is out of range: {str(value)[:40]}")
+    return result
 
 
 def integer(value: Any, what: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from annotate.answers import AnswerError
+from annotate.answers import AnswerError, worker_json
 from annotate.tasktypes._common import raw_field
 from annotate.tasktypes.base import Consolidation, TaskSpec, TaskType
 
@@ -27,10 +27,7 @@ class _MultiLabel(TaskType):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise AnswerError(f"the labels answer is not JSON: {exc.msg}") from None
+                value = worker_json(text, "the labels answer")
             else:
                 value = [part for part in text.split("|") if part.strip()]
         if isinstance(value, dict) and "labels" in value:  # crowd-classifier-multi-select style

@@ -70,11 +70,15 @@ def decode_mask(data: str, labels: list[str], colors: dict[str, str] | None = No
     raw = png_bytes(data)
     try:
         image = Image.open(io.BytesIO(raw))
+        # The header alone says the size: a few KB of PNG can claim gigapixels (a decompression
+        # bomb), so the size is checked before a pixel is decoded.
+        if image.width > MAX_SIDE or image.height > MAX_SIDE:
+            raise AnswerError(f"the mask is {image.width}x{image.height}, larger than any task image")
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, AnswerError):
+            raise
         raise AnswerError(f"the mask PNG cannot be read: {exc}") from None
-    if image.width > MAX_SIDE or image.height > MAX_SIDE:
-        raise AnswerError(f"the mask is {image.width}x{image.height}, larger than any task image")
     rgba = np.asarray(image.convert("RGBA"), dtype=np.uint32)
     packed = (rgba[..., 0] << 16) | (rgba[..., 1] << 8) | rgba[..., 2]
     packed[rgba[..., 3] == 0] = 0xFFFFFF  # unpainted (transparent) pixels are background
