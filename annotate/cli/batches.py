@@ -100,15 +100,15 @@ def _report_failures(failures) -> None:
         return
     for f in failures:
         if f.detail:
-            err.print(f.detail.rstrip(), markup=False, highlight=False)
+            err.print(f.detail.rstrip(), markup=False, highlight=False, soft_wrap=True)
     for f in failures:
         if f.batch is None:  # the pass itself could not run
-            err.print(f"error: {f.reason}", markup=False, highlight=False)
+            err.print(f"error: {f.reason}", markup=False, highlight=False, soft_wrap=True)
     per_batch = [f for f in failures if f.batch is not None]
     if per_batch:
         err.print(f"[red]Harvest failed for {len(per_batch)} batch(es):[/]")
         for f in per_batch:
-            err.print(f"  {f.batch}: {f.reason}", markup=False, highlight=False)
+            err.print(f"  {f.batch}: {f.reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command()
