@@ -41,8 +41,8 @@ from annotate.config import WorkerSettings
 from annotate.consensus import Decision, get_aggregator, get_policy
 from annotate.errors import UserError
 from annotate.fees import assignment_cost, format_money
-from annotate.mturk import (ENDPOINTS, TOKEN_ALREADY_PROCESSED, MTurk, MTurkUnreachable, connect, describe, error_code,
-                            refused)
+from annotate.mturk import (ENDPOINTS, HIT_DOES_NOT_EXIST, TOKEN_ALREADY_PROCESSED, MTurk, MTurkUnreachable, connect,
+                            describe, error_code, refused, request_error)
 from annotate.post import request_token, resolve_target
 from annotate.store import Store, utcnow
 from annotate.tasktypes import TaskSpec, get_task_type
@@ -583,7 +583,7 @@ class Harvester:
             current = self._max_assignments(ext["hit_id"])
             if current is not None and current >= ext["max_after"]:
                 return None
-            if refused(exc):
+            if request_error(exc):
                 return error_code(exc) != INSUFFICIENT_FUNDS, describe(exc)
             raise
         return None
@@ -593,7 +593,7 @@ class Harvester:
         try:
             return self.mturk.call("GetHIT", HITId=hit_id)["HIT"]["MaxAssignments"]
         except botocore.exceptions.ClientError as exc:
-            if refused(exc):
+            if error_code(exc) == HIT_DOES_NOT_EXIST:
                 return None
             raise
 

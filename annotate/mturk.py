@@ -33,6 +33,7 @@ TARGETS = ("local", "sandbox", "production")
 RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", "InternalFailure",
                    "RequestTimeout", "RequestTimeoutException", "TooManyRequestsException"}
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
+HIT_DOES_NOT_EXIST = "AWS.MechanicalTurk.HITDoesNotExist"
 TOKEN_ALREADY_PROCESSED = "AWS.MechanicalTurk.UniqueRequestTokenRequestAlreadyProcessed"
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
 # How long one call keeps retrying (throttling, 5xx, an endpoint that does not answer) before it
@@ -106,6 +107,12 @@ def _retryable(exc: BaseException) -> bool:
 def refused(exc: BaseException) -> bool:
     """MTurk answered and said no for good (a RequestError, a bad parameter): asking again is no use."""
     return isinstance(exc, botocore.exceptions.ClientError) and not _retryable(exc)
+
+
+def request_error(exc: BaseException) -> bool:
+    """MTurk's own refusal of this request (RequestError, with a TurkErrorCode): not credentials,
+    not throttling, not a fault — the same request will be refused again."""
+    return aws_code(exc) == "RequestError"
 
 
 def describe(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from test_pipeline import worker_submit
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
-    monkeypatch.setenv("ANNOTATE_MTURK_RETRY_SECONDS", "1")
+    monkeypatch.setenv("ANNOTATE_MTURK_RETRY_SECONDS", "0.5")
 
 
 def dead_url() -> str:
