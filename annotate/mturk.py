@@ -48,15 +48,17 @@ CONNECTION_ERRORS = (botocore.exceptions.ConnectionError, botocore.exceptions.HT
 class MTurkUnreachable(UserError):
     """MTurk (or the endpoint standing in for it) did not answer, retries included: one line, no traceback."""
 
-    def __init__(self, endpoint_url: str | None, operation: str, cause: BaseException, attempts: int, seconds: float):
+    def __init__(self, endpoint_url: str | None, operation: str, cause: BaseException, attempts: int, seconds: float,
+                 target: str = "local"):
         self.endpoint_url = endpoint_url
         self.operation = operation
         self.attempts = attempts
         self.seconds = seconds
         detail = " ".join(str(cause).split()) or type(cause).__name__
+        hint = ("Check --endpoint-url (or that `annotate marketplace serve` is running)" if target == "local"
+                else "Check the network (and --endpoint-url, if one was given)")
         super().__init__(f"MTurk at {endpoint_url or 'its endpoint'} did not answer {operation} ({detail}); gave up "
-                         f"after {attempts} attempt(s) in {seconds:.1f} s. Check --endpoint-url (or that "
-                         "`annotate marketplace serve` is running) and the network")
+                         f"after {attempts} attempt(s) in {seconds:.1f} s. {hint}")
 
 
 def retry_seconds() -> float:
@@ -180,7 +182,7 @@ class MTurk:
                 return retrying(getattr(client, xform_name(operation)), **params)
             except CONNECTION_ERRORS as exc:
                 raise MTurkUnreachable(self.endpoint_url, operation, exc, retrying.statistics.get("attempt_number", 1),
-                                       time.monotonic() - started) from exc
+                                       time.monotonic() - started, self.target) from exc
 
     def pages(self, operation: str, key: str, **params: Any) -> Iterator[dict]:
         """Every element of a paged list call, following NextToken."""

@@ -158,6 +158,21 @@ def test_a_bad_retry_setting_is_a_user_error_for_each_batch(ws, marketplace, tmp
     assert "ANNOTATE_MTURK_RETRY_SECONDS" in last_json(result)["failures"][0]["reason"]
 
 
+def test_throttling_that_outlasts_the_retries_exits_1(ws, marketplace, tmp_path):
+    from annotate.marketplace.faults import Faults, FaultSpec
+
+    answered_batch(ws, marketplace.url, tmp_path, "iris-live")
+    marketplace.faults = Faults(FaultSpec(throttle=1.0))  # every requester call: "Rate exceeded"
+    try:
+        result = run_cli(ws, "--json")
+    finally:
+        marketplace.faults = None
+    assert result.exit_code == 1  # may pass by itself: cron's next run
+    [failure] = last_json(result)["failures"]
+    assert failure["kind"] == "mturk" and "ThrottlingException" in failure["reason"]
+    assert "Traceback" not in result.stderr
+
+
 def test_watch_keeps_going_after_a_failed_pass(ws, marketplace, tmp_path):
     orphan_batch(ws, tmp_path)
     answered_batch(ws, marketplace.url, tmp_path, "iris-live")
