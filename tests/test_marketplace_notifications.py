@@ -274,3 +274,42 @@ def test_sns_topics_receive_the_same_document(tmp_path, aws_url, sqs, monkeypatc
     document = json.loads(envelope["Message"])
     assert document["EventDocVersion"] == "2014-08-15"
     assert [e["EventType"] for e in document["Events"]] == ["HITExpired"]
+
+
+def test_cli_serve_with_layouts_and_a_notification_endpoint(tmp_path, aws_url, sqs):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    layout = tmp_path / "ask.html"
+    layout.write_text('<form action="/mturk/externalSubmit"><p>${question}</p><input name="a"></form>',
+                      encoding="utf-8")
+    sqs.create_queue(QueueName="cli-events")
+    proc = subprocess.Popen([sys.executable, "-m", "annotate", "--home", str(tmp_path), "marketplace", "serve",
+                             "--port", "0", "--layout", f"3ASK={layout}", "--notification-endpoint", aws_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("requester endpoint: http://127.0.0.1:"), first + proc.stderr.read()
+        url = first.split(": ", 1)[1].strip()
+        lines = [proc.stdout.readline().strip() for _ in range(4)]
+        assert f"HIT layout:         3ASK <- {layout}" in lines
+        assert f"notifications to:   {aws_url}" in lines
+        mturk = client(url)
+        type_id = new_hit_type(mturk)
+        # An AWS-style queue URL: the endpoint flag sends it to the local SQS.
+        mturk.update_notification_settings(
+            HITTypeId=type_id, Notification=spec("https://sqs.us-east-1.amazonaws.com/123456789012/cli-events",
+                                                 ["HITCreated"]))
+        hit = mturk.create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=60, HITLayoutId="3ASK",
+                                             HITLayoutParameters=[{"Name": "question", "Value": "Why?"}])["HIT"]
+        assert "<p>Why?</p>" in hit["Question"]
+        local_url = sqs.get_queue_url(QueueName="cli-events")["QueueUrl"]
+        assert [(e["EventType"], e["HITId"]) for e in events_of(receive(sqs, local_url, 1))] == [
+            ("HITCreated", hit["HITId"])]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
