@@ -6,6 +6,7 @@ transaction, which appends the event to an outbox table when the HIT's type has 
 notification specification that names the event. A `Deliverer` thread (started by the server)
 sends the outbox through boto3 and retries with backoff, logging failures, so a slow or missing
 queue never slows or breaks the marketplace. Delivery is at least once, as MTurk promises for SQS.
+Sent events leave the outbox; events given up on stay there with state 'failed' and their last error.
 
 A message body is MTurk's JSON event document:
 
@@ -138,11 +139,6 @@ def event_document(events: list[dict[str, Any]], version: str) -> dict[str, Any]
             "SourceAccount": SOURCE_ACCOUNT, "CustomerId": CUSTOMER_ID, "EventDocVersion": version}
 
 
-def outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return {r["state"]: r["n"] for r in conn.execute(
-        "SELECT state, COUNT(*) AS n FROM notification_outbox GROUP BY state")}
-
-
 # -- delivery ---------------------------------------------------------------------------------
 
 def queue_region(url: str) -> str:
@@ -182,7 +178,7 @@ class Deliverer:
             import boto3
             from botocore.config import Config
 
-            config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
+            config = Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 2, "mode": "standard"})
             self._clients[key] = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint,
                                                                 config=config)
         return self._clients[key]
@@ -210,6 +206,11 @@ class Deliverer:
         """Send what is due now; returns how many events were delivered."""
         conn = self._db()
         now = float(self.clock())
+        # A read first: the write lock is taken only when something is due, so an idle deliverer
+        # never contends with the marketplace's own writers.
+        if not conn.execute("SELECT EXISTS (SELECT 1 FROM notification_outbox WHERE state IN ('pending', 'sending') "
+                            "AND next_try <= ?)", (now,)).fetchall()[0][0]:
+            return 0
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = conn.execute("SELECT * FROM notification_outbox WHERE state = 'pending' AND next_try <= ? "
@@ -237,8 +238,8 @@ class Deliverer:
                 except Exception as exc:  # any failure of the far side: log it, retry later
                     self._failed(chunk, destination, exc)
                     continue
-                conn.executemany("UPDATE notification_outbox SET state = 'delivered', delivered = ? WHERE seq = ?",
-                                 [(float(self.clock()), r["seq"]) for r in chunk])
+                # Sent events leave the outbox, so a long-running marketplace does not accumulate them.
+                conn.executemany("DELETE FROM notification_outbox WHERE seq = ?", [(r["seq"],) for r in chunk])
                 delivered += len(chunk)
         return delivered
 

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS notification_outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, transport TEXT NOT NULL, destination TEXT NOT NULL,
     version TEXT NOT NULL, event TEXT NOT NULL, created REAL NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
-    last_error TEXT, delivered REAL);
+    last_error TEXT);
 CREATE INDEX IF NOT EXISTS notification_outbox_due ON notification_outbox (state, next_try);
 """
 

@@ -1,5 +1,6 @@
 """The worker side of the marketplace, as a worker sees MTurk: HIT list, preview, accept, task,
-externalSubmit. Plain HTML pages (JSON on request, for the simulated crowd).
+externalSubmit, return, and the requester's messages (NotifyWorkers). Plain HTML pages (JSON on
+request, for the simulated crowd).
 
 Everything that came from a requester or a worker is HTML-escaped wherever it is shown.
 """
