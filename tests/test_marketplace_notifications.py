@@ -313,3 +313,29 @@ def test_cli_serve_with_layouts_and_a_notification_endpoint(tmp_path, aws_url, s
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_events_of_the_last_requests_are_sent_on_stop_or_by_the_next_server(tmp_path, sqs, queue_url, monkeypatch):
+    from annotate.marketplace import notifications
+
+    with MarketplaceServer(tmp_path / "m.db") as server:
+        mturk = client(server.url)
+        type_id = new_hit_type(mturk)
+        mturk.update_notification_settings(HITTypeId=type_id, Notification=spec(queue_url, ["HITCreated"]))
+        first = mturk.create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=60,
+                                               Question=hit_params()["Question"])["HIT"]["HITId"]
+    # stop() returned: the event is already in the queue.
+    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [e["HITId"] for m in got for e in json.loads(m["Body"])["Events"]] == [first]
+
+    # A marketplace whose deliverer never ran leaves its events in the database's outbox ...
+    with monkeypatch.context() as patch:
+        patch.setattr(notifications.Deliverer, "start", lambda self: self)
+        server = MarketplaceServer(tmp_path / "m.db").start()
+        second = client(server.url).create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=60,
+                                                             Question=hit_params()["Question"])["HIT"]["HITId"]
+        server.stop()
+    assert sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []) == []
+    # ... for the next marketplace on the same database to send.
+    with MarketplaceServer(tmp_path / "m.db"):
+        assert [e["HITId"] for e in events_of(receive(sqs, queue_url, 1))] == [second]

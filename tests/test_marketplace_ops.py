@@ -288,6 +288,9 @@ def test_serve_registers_layouts_from_files(tmp_path):
     missing = runner.invoke(cli, ["--home", str(tmp_path / "home"), "marketplace", "serve", "--port", "0",
                                   "--layout", f"3LAYOUT={tmp_path / 'nope.html'}"])
     assert missing.exit_code == 2 and "nope.html" in missing.output
+    bad = runner.invoke(cli, ["--home", str(tmp_path / "home"), "marketplace", "serve", "--port", "0",
+                              "--notification-endpoint", "localhost:5000"])
+    assert bad.exit_code == 2 and "--notification-endpoint" in bad.output and "http(s)" in bad.output
     # The library form the serve flag uses: the file's layout, shared through the database.
     with MarketplaceServer(tmp_path / "m.db", hit_layouts={"3LAYOUTANIMAL": layout}) as server:
         pass

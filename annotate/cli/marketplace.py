@@ -71,6 +71,8 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
     except ValueError as exc:
         raise UserError(str(exc), field=source) from None
     hit_layouts = _read_layouts(layout_specs)
+    if notification_endpoint is not None and not notification_endpoint.startswith(("http://", "https://")):
+        raise UserError(f"{notification_endpoint!r} is not an http(s) URL", field="--notification-endpoint")
     path = Path(db_path) if db_path else workspace.ensure().marketplace_db
     try:
         srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots,

@@ -266,11 +266,16 @@ class Deliverer:
 
     def _loop(self) -> None:
         try:
-            while not self._stop.is_set():
+            while True:
+                stopping = self._stop.is_set()
                 try:
                     self.deliver_once()
                 except sqlite3.Error as exc:  # e.g. the database is busy past the timeout: try again
                     log.warning("notification delivery pass failed: %s", exc)
+                # One last pass after stop() sends what the final requests recorded; whatever is
+                # still due waits in the outbox for the next marketplace on this database.
+                if stopping:
+                    break
                 self._stop.wait(self.interval)
         finally:
             self.close()
