@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import urllib.parse
 
 import pytest
@@ -189,13 +191,14 @@ def test_thank_you_page_escapes_what_the_worker_sent(srv, mturk):
     assert "<i>field</i>" not in page
 
 
-def test_external_question_redirects_with_parameters(srv, mturk):
+def test_external_question_is_framed_with_parameters(srv, mturk):
     hit_id = mturk.create_hit(**hit_params(Question=external_question("https://example.com/task?x=1")))["HIT"]["HITId"]
     assignment_id = accept(srv.url, hit_id, WORKER)
-    status, headers, _ = http("GET", srv.url + f"/worker/task?assignmentId={assignment_id}&hitId={hit_id}"
-                                               f"&workerId={WORKER}&turkSubmitTo=http%3A%2F%2Fh")
-    assert status == 302
-    target = urllib.parse.urlsplit(headers["Location"])
+    status, headers, page = http("GET", srv.url + f"/worker/task?assignmentId={assignment_id}&hitId={hit_id}"
+                                                  f"&workerId={WORKER}&turkSubmitTo=http%3A%2F%2Fh")
+    assert status == 200
+    src = re.search(r'<iframe id="ExternalQuestionIFrame" src="([^"]+)" style="width:100%;height:400px', page)
+    target = urllib.parse.urlsplit(html.unescape(src.group(1)))
     assert target.netloc == "example.com"
     assert dict(urllib.parse.parse_qsl(target.query)) == {"x": "1", "assignmentId": assignment_id, "hitId": hit_id,
                                                            "workerId": WORKER, "turkSubmitTo": "http://h"}

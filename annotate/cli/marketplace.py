@@ -40,6 +40,12 @@ def marketplace() -> None:
                    "[env ANNOTATE_MARKETPLACE_FAULTS].")
 @click.option("--media-root", "media_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Serve the files under DIR at /media/<n>/<path> (n counts the roots from 0); repeatable.")
+@click.option("--layout", "layout_specs", multiple=True, metavar="ID=FILE",
+              help="Register a HIT layout for CreateHIT's HITLayoutId: FILE holds its HTML with ${name} "
+                   "placeholders; repeatable.")
+@click.option("--notification-endpoint", default=None, metavar="URL",
+              help="Send HIT event notifications (SQS/SNS) to this endpoint instead of the one the queue URL names "
+                   "[env ANNOTATE_MARKETPLACE_NOTIFICATION_ENDPOINT].")
 @click.option("--workers", default=30, show_default=True, type=click.IntRange(1, 100000), help="Simulated workers.")
 @click.option("--spammers", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Share of simulated workers who answer at random.")
@@ -48,7 +54,7 @@ def marketplace() -> None:
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
           answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
-          workers: int, spammers: float, seed: int, verbose: bool) -> None:
+          layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, seed: int, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C."""
     from annotate.marketplace import MarketplaceServer
     from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd
@@ -64,9 +70,13 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         spec = FaultSpec.parse(faults if faults is not None else os.environ.get(ENV_VAR, ""))
     except ValueError as exc:
         raise UserError(str(exc), field=source) from None
+    hit_layouts = _read_layouts(layout_specs)
+    if notification_endpoint is not None and not notification_endpoint.startswith(("http://", "https://")):
+        raise UserError(f"{notification_endpoint!r} is not an http(s) URL", field="--notification-endpoint")
     path = Path(db_path) if db_path else workspace.ensure().marketplace_db
     try:
-        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots)
+        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots,
+                                hit_layouts=hit_layouts, notification_endpoint=notification_endpoint)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
     gold = load_gold(gold_from) if gold_from else {}
@@ -77,6 +87,10 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         click.echo(f"faults:             {spec}")
     for index, root in enumerate(srv.media.roots):
         click.echo(f"media:              {srv.url}/media/{index}/ -> {root}")
+    for layout_id, file in zip(hit_layouts, layout_specs):
+        click.echo(f"HIT layout:         {layout_id} <- {file.partition('=')[2]}")
+    if srv.deliverer.endpoint_url:
+        click.echo(f"notifications to:   {srv.deliverer.endpoint_url}")
     simulated: HTTPCrowd | None = None
     if crowd == "simulated":
         simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
@@ -100,6 +114,30 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         if simulated is not None:
             simulated.stop()
         srv.stop()
+
+
+def _read_layouts(specs: tuple[str, ...]) -> dict[str, str]:
+    """--layout ID=FILE flags as {id: content}, every one checked before the server starts."""
+    from annotate.marketplace import layouts
+
+    found: dict[str, str] = {}
+    for spec in specs:
+        try:
+            layout_id, file = layouts.parse_spec(spec)
+        except ValueError as exc:
+            raise UserError(str(exc), field="--layout") from None
+        try:
+            content = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the layout: {exc}", file=str(file), field="--layout") from None
+        try:
+            layouts.check_layout(layout_id, content)
+        except ValueError as exc:
+            raise UserError(str(exc), file=str(file), field="--layout") from None
+        if layout_id in found:
+            raise UserError(f"layout {layout_id} is given twice", field="--layout")
+        found[layout_id] = content
+    return found
 
 
 commands = [marketplace]

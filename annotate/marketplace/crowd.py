@@ -19,9 +19,11 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import string
 import threading
 import urllib.request
+from html import unescape
 from html.parser import HTMLParser
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -29,6 +31,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's preview value
 TEXT_TYPES = {"text", "email", "number", "search", "tel", "url", "date", "time", "datetime-local", "month",
               "week", "color", "range", "password"}
+# The worker page around an ExternalQuestion (worker.py) frames the requester's page with this id.
+_EXTERNAL_FRAME = re.compile(r'<iframe id="ExternalQuestionIFrame" src="([^"]+)"')
 
 
 class FormParser(HTMLParser):
@@ -254,6 +258,12 @@ class HTTPCrowd:
             status, headers, page, task_url = self._fetch("GET", task_url)
         if status != 200:
             raise RuntimeError(f"task page {task_url} answered HTTP {status}")
+        frame = _EXTERNAL_FRAME.search(page.decode("utf-8", errors="replace"))
+        if frame is not None:  # an ExternalQuestion: the marketplace frames the requester's page
+            task_url = urljoin(task_url, unescape(frame.group(1)))
+            status, headers, page, task_url = self._fetch("GET", task_url)
+            if status != 200:
+                raise RuntimeError(f"external question {task_url} answered HTTP {status}")
         forms = self.parse_forms(page.decode("utf-8", errors="replace"))
         if not forms:
             raise RuntimeError(f"task page {task_url} has no <form>")

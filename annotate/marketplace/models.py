@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 from xml.sax.saxutils import escape as xml_escape
 
 from annotate.fees import assignment_cost, assignment_fee, format_money, money
+from annotate.marketplace import outbox
 
 START_BALANCE = Decimal("10000.00")
 TOKEN_TTL = 24 * 3600
@@ -207,6 +208,9 @@ class Marketplace:
                 if statement.strip():
                     c.execute(statement)
             c.execute("INSERT OR IGNORE INTO account (id, balance) VALUES (1, ?)", (format_money(START_BALANCE),))
+            outbox.create_schema(c)
+            from annotate.marketplace import layouts  # imports this module
+            layouts.create_schema(c)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -275,22 +279,29 @@ class Marketplace:
     def _settle(self, conn: sqlite3.Connection, now: float) -> None:
         """Apply what time did: abandon late assignments, auto-approve, expire HITs."""
         touched: set[str] = set()
-        for row in conn.execute("SELECT assignment_id, hit_id FROM assignments WHERE status = ? AND deadline <= ?",
-                                (ACCEPTED, now)).fetchall():
+        rows = conn.execute("SELECT assignment_id, hit_id FROM assignments WHERE status = ? AND deadline <= ?",
+                            (ACCEPTED, now)).fetchall()
+        for row in rows:
             touched.add(row["hit_id"])
         if touched:
             conn.execute("UPDATE assignments SET status = ? WHERE status = ? AND deadline <= ?",
                          (ABANDONED, ACCEPTED, now))
-        rows = conn.execute("SELECT hit_id FROM assignments WHERE status = ? AND auto_approval_time <= ?",
+            for row in rows:
+                outbox.record(conn, "AssignmentAbandoned", row["hit_id"], now, row["assignment_id"])
+        rows = conn.execute("SELECT assignment_id, hit_id FROM assignments WHERE status = ? AND auto_approval_time <= ?",
                             (SUBMITTED, now)).fetchall()
         if rows:
             touched.update(r["hit_id"] for r in rows)
             conn.execute("UPDATE assignments SET status = ?, approval_time = auto_approval_time "
                          "WHERE status = ? AND auto_approval_time <= ?", (APPROVED, SUBMITTED, now))
+            for row in rows:
+                outbox.record(conn, "AssignmentApproved", row["hit_id"], now, row["assignment_id"])
         rows = conn.execute("SELECT hit_id FROM hits WHERE expiry_settled = 0 AND expiration <= ?", (now,)).fetchall()
         if rows:
             touched.update(r["hit_id"] for r in rows)
             conn.execute("UPDATE hits SET expiry_settled = 1 WHERE expiry_settled = 0 AND expiration <= ?", (now,))
+            for row in rows:
+                outbox.record(conn, "HITExpired", row["hit_id"], now)
         for hit_id in touched:
             self._recompute(conn, hit_id, now)
 
@@ -317,6 +328,8 @@ class Marketplace:
             # longer shows to workers) and lets the requester delete it.
             status = "Assignable"
         reviewing = hit["reviewing"] if status in ("Reviewable", "Reviewing") else 0
+        if status == "Reviewable" and hit["status"] not in ("Reviewable", "Reviewing"):
+            outbox.record(conn, "HITReviewable", hit_id, now)
         conn.execute("UPDATE hits SET status = ?, pending = ?, available = ?, completed = ?, submitted_ever = ?, "
                      "reviewing = ? WHERE hit_id = ?",
                      (status, pending, available, completed, submitted, reviewing, hit_id))
@@ -369,7 +382,7 @@ class Marketplace:
             "MaxAssignments": row["max_assignments"], "Reward": row["reward"],
             "AutoApprovalDelayInSeconds": row["auto_approval_delay"], "Expiration": row["expiration"],
             "AssignmentDurationInSeconds": row["assignment_duration"],
-            "RequesterAnnotation": row["requester_annotation"],
+            "RequesterAnnotation": row["requester_annotation"], "HITLayoutId": row["hit_layout_id"],
             "QualificationRequirements": json.loads(row["qualification_requirements"] or "[]"),
             "HITReviewStatus": "NotReviewed",
             "NumberOfAssignmentsPending": row["pending"], "NumberOfAssignmentsAvailable": row["available"],
@@ -455,10 +468,10 @@ class Marketplace:
         if earlier is not None:
             raise RequestError(f'The HIT with ID "{earlier["ref"]}" already exists.',
                                "AWS.MechanicalTurk.HitAlreadyExists")
-        if "Question" not in p:
-            raise RequestError("This marketplace supports the Question parameter only (no HITLayoutId).",
-                               "AWS.MechanicalTurk.InvalidParameterValue")
-        parse_question(p["Question"])
+        from annotate.marketplace import layouts, review_policies  # they import this module
+        review_policies.refuse(p)
+        question = layouts.question_of(conn, p)
+        parse_question(question)
         hit_type = conn.execute("SELECT * FROM hit_types WHERE hit_type_id = ?", (hit_type_id,)).fetchone()
         max_assignments = int(p.get("MaxAssignments", 1))
         unit = assignment_cost(money(hit_type["reward"]), max_assignments)
@@ -467,9 +480,12 @@ class Marketplace:
         conn.execute("INSERT INTO hits (hit_id, hit_type_id, question, requester_annotation, max_assignments, "
                      "initial_max_assignments, unit_cost, creation_time, expiration, status, available) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Assignable', ?)",
-                     (hit_id, hit_type_id, p["Question"], p.get("RequesterAnnotation"), max_assignments,
+                     (hit_id, hit_type_id, question, p.get("RequesterAnnotation"), max_assignments,
                       max_assignments, str(unit), now, now + int(p["LifetimeInSeconds"]), max_assignments))
+        if p.get("HITLayoutId"):
+            conn.execute("UPDATE hits SET hit_layout_id = ? WHERE hit_id = ?", (p["HITLayoutId"], hit_id))
         self._remember_token(conn, "hit", token, hit_id, now)
+        outbox.record(conn, "HITCreated", hit_id, now)
         self._recompute(conn, hit_id, now)
         return {"HIT": self.hit_shape(self._hit_row(conn, hit_id))}
 
@@ -547,6 +563,7 @@ class Marketplace:
                                    "AWS.MechanicalTurk.InvalidAssignmentState")
             conn.execute("UPDATE assignments SET status = ?, approval_time = ?, rejection_time = NULL, "
                          "requester_feedback = ? WHERE assignment_id = ?", (APPROVED, now, feedback, assignment_id))
+            outbox.record(conn, "AssignmentApproved", row["hit_id"], now, assignment_id)
             self._recompute(conn, row["hit_id"], now)
             return {}
 
@@ -558,6 +575,7 @@ class Marketplace:
                                    "AWS.MechanicalTurk.InvalidAssignmentState")
             conn.execute("UPDATE assignments SET status = ?, rejection_time = ?, requester_feedback = ? "
                          "WHERE assignment_id = ?", (REJECTED, now, feedback, assignment_id))
+            outbox.record(conn, "AssignmentRejected", row["hit_id"], now, assignment_id)
             self._recompute(conn, row["hit_id"], now)
             return {}
 
@@ -585,6 +603,7 @@ class Marketplace:
             self._debit(conn, money(hit["unit_cost"]) * number)
             conn.execute("UPDATE hits SET max_assignments = ?, reviewing = 0 WHERE hit_id = ?", (total, hit_id))
             self._remember_token(conn, "extend", token, hit_id, now)
+            outbox.record(conn, "HITExtended", hit_id, now)
             self._recompute(conn, hit_id, now)
             return {}
 
@@ -596,6 +615,10 @@ class Marketplace:
             expiration = max(float(expire_at), now)  # a time in the past expires the HIT now
             conn.execute("UPDATE hits SET expiration = ?, expiry_settled = ? WHERE hit_id = ?",
                          (expiration, int(expiration <= now), hit_id))
+            if expiration > max(hit["expiration"], now):
+                outbox.record(conn, "HITExtended", hit_id, now)
+            elif expiration <= now and not hit["expiry_settled"]:
+                outbox.record(conn, "HITExpired", hit_id, now)
             self._recompute(conn, hit_id, now)
             return {}
 
@@ -616,6 +639,7 @@ class Marketplace:
                                     (hit_id, APPROVED)).fetchone()[0]
             self._credit(conn, money(hit["unit_cost"]) * (hit["max_assignments"] - approved))
             conn.execute("UPDATE hits SET disposed = 1 WHERE hit_id = ?", (hit_id,))
+            outbox.record(conn, "HITDisposed", hit_id, now)
             self._recompute(conn, hit_id, now)
             return {}
 
@@ -731,6 +755,7 @@ class Marketplace:
             deadline = now + hit["assignment_duration"]
             conn.execute("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, accept_time, deadline) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (assignment_id, hit_id, worker_id, ACCEPTED, now, deadline))
+            outbox.record(conn, "AssignmentAccepted", hit_id, now, assignment_id)
             self._recompute(conn, hit_id, now)
             return {"assignmentId": assignment_id, "hitId": hit_id, "workerId": worker_id, "deadline": deadline}
 
@@ -743,6 +768,20 @@ class Marketplace:
                 raise WorkerError(404, f"There is no assignment {assignment_id}.", "AssignmentNotFound")
             return {"assignmentId": row["assignment_id"], "hitId": row["hit_id"], "workerId": row["worker_id"],
                     "status": row["status"], "deadline": row["deadline"], "question": row["question"]}
+
+    def return_assignment(self, assignment_id: str) -> dict[str, Any]:
+        """A worker gives an accepted assignment back: the slot is free again, as when abandoned."""
+        with self.operation() as (conn, now):
+            row = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (assignment_id,)).fetchone()
+            if row is None:
+                raise WorkerError(404, f"There is no assignment {assignment_id}.", "AssignmentNotFound")
+            if row["status"] != ACCEPTED:
+                raise WorkerError(409, f"Only an accepted assignment can be returned; this one is {row['status']}.",
+                                  "AssignmentNotAccepted")
+            conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?", (ABANDONED, assignment_id))
+            outbox.record(conn, "AssignmentReturned", row["hit_id"], now, assignment_id)
+            self._recompute(conn, row["hit_id"], now)
+            return {"assignmentId": assignment_id, "hitId": row["hit_id"], "status": "Returned"}
 
     def submit(self, assignment_id: str, fields: Sequence[tuple[str, str]]) -> dict[str, Any]:
         with self.operation() as (conn, now):
@@ -759,6 +798,7 @@ class Marketplace:
             conn.execute("UPDATE assignments SET status = ?, submit_time = ?, auto_approval_time = ?, answer = ? "
                          "WHERE assignment_id = ?",
                          (SUBMITTED, now, now + row["auto_approval_delay"], answer, assignment_id))
+            outbox.record(conn, "AssignmentSubmitted", row["hit_id"], now, assignment_id)
             self._recompute(conn, row["hit_id"], now)
             return {"assignmentId": assignment_id, "hitId": row["hit_id"], "workerId": row["worker_id"],
                     "answer": answer}

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import botocore.session
 
+from annotate.marketplace import bonuses, hit_types, notifications, review_policies, worker_messages
 from annotate.marketplace.models import (Marketplace, MarketplaceError, ParameterValidationError, RequestError,
                                          ServiceFault, ThrottlingException)
 
@@ -146,6 +147,13 @@ OPERATIONS: dict[str, Callable[[Marketplace, dict[str, Any]], dict[str, Any]]] =
     "ListWorkerBlocks": lambda m, p: m.list_worker_blocks(p.get("NextToken"), p.get("MaxResults", 10)),
     "SendBonus": lambda m, p: m.send_bonus(p["WorkerId"], p["AssignmentId"], p["BonusAmount"], p["Reason"],
                                            p.get("UniqueRequestToken")),
+    # Operations whose logic lives in a module of its own (see each module's docstring).
+    "NotifyWorkers": lambda m, p: worker_messages.notify_workers(m, p),
+    "ListBonusPayments": lambda m, p: bonuses.list_bonus_payments(m, p),
+    "UpdateNotificationSettings": lambda m, p: notifications.update_notification_settings(m, p),
+    "SendTestEventNotification": lambda m, p: notifications.send_test_event_notification(m, p),
+    "UpdateHITTypeOfHIT": lambda m, p: hit_types.update_hit_type_of_hit(m, p),
+    "ListReviewPolicyResultsForHIT": lambda m, p: review_policies.list_review_policy_results_for_hit(m, p),
 }
 
 

@@ -22,12 +22,14 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
+from annotate.marketplace import layouts
 from annotate.marketplace.faults import ENV_VAR, Faults, FaultSpec
 from annotate.marketplace.media import MediaFiles, register_media
 from annotate.marketplace.models import Marketplace
+from annotate.marketplace.notifications import Deliverer
 from annotate.marketplace.responses import MTurkResponses, service_model
 from annotate.marketplace.worker import WorkerSite, parse_form
 
@@ -137,7 +139,8 @@ class MarketplaceServer:
 
     def __init__(self, db_path: str | Path, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], float] | None = None, verbose: bool = False,
-                 faults: str | FaultSpec | None = None, media_roots: Sequence[str | Path] = ()):
+                 faults: str | FaultSpec | None = None, media_roots: Sequence[str | Path] = (),
+                 hit_layouts: Mapping[str, str | Path] | None = None, notification_endpoint: str | None = None):
         if faults is None:
             faults = os.environ.get(ENV_VAR, "")
         spec = faults if isinstance(faults, FaultSpec) else FaultSpec.parse(faults)
@@ -146,6 +149,11 @@ class MarketplaceServer:
         self.media = MediaFiles(media_roots, db_path=db_path)
         self.responses = MTurkResponses(self.backend)
         self.site = WorkerSite(self.backend)
+        for layout_id, layout in (hit_layouts or {}).items():
+            self.register_layout(layout_id, layout)
+        # Notifications go out from a thread of their own (None: the endpoint named by the
+        # queue URL, or ANNOTATE_MARKETPLACE_NOTIFICATION_ENDPOINT).
+        self.deliverer = Deliverer(self.backend.db_path, notification_endpoint, clock=self.backend.now)
         service_model()  # load botocore's model now, not on the first request
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.marketplace = self
@@ -169,21 +177,32 @@ class MarketplaceServer:
         """The URL of a file under a registered media root."""
         return self.url + self.media.url_path(file)
 
+    def register_layout(self, layout_id: str, layout: str | Path) -> None:
+        """Register a HIT layout for HITLayoutId: its HTML (or HTMLQuestion) as text, or a file holding it.
+
+        ValueError for a bad id or an empty layout; OSError when the file cannot be read."""
+        content = layout.read_text(encoding="utf-8") if isinstance(layout, Path) else layout
+        with self.backend._tx() as conn:
+            layouts.register(conn, layout_id, content, self.backend.now())
+
     def inject_fault(self, operation: str | None = None, error: str = "ServiceFault", times: int = 1) -> None:
         """Fail the next `times` calls of `operation` (None: any) with ServiceFault or ThrottlingException."""
         self.responses.inject_fault(operation, error, times)
 
     def start(self) -> "MarketplaceServer":
+        self.deliverer.start()
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="marketplace", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self.deliverer.start()
         try:
             self._httpd.serve_forever(poll_interval=0.25)
         finally:
             self._httpd.server_close()
+            self.deliverer.stop()
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -191,6 +210,7 @@ class MarketplaceServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._httpd.server_close()
+        self.deliverer.stop()
         self.backend.close()
 
     def __enter__(self) -> "MarketplaceServer":

@@ -1,5 +1,6 @@
 """The worker side of the marketplace, as a worker sees MTurk: HIT list, preview, accept, task,
-externalSubmit. Plain HTML pages (JSON on request, for the simulated crowd).
+externalSubmit, return, and the requester's messages (NotifyWorkers). Plain HTML pages (JSON on
+request, for the simulated crowd).
 
 Everything that came from a requester or a worker is HTML-escaped wherever it is shown.
 """
@@ -14,7 +15,8 @@ from html import escape
 from typing import Any, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError
+from annotate.marketplace import worker_messages
+from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError, parse_question
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MAX_LISTING = 1000
@@ -66,12 +68,15 @@ def _question_html(question: str) -> str | None:
     return node.text if node is not None else None
 
 
-def _external_url(question: str) -> str | None:
-    root = ET.fromstring(question)
-    for node in root:
-        if node.tag.endswith("}ExternalURL"):
-            return (node.text or "").strip()
-    return None
+def _external(question: str) -> dict[str, Any] | None:
+    """An ExternalQuestion's url and frame_height; None for other questions."""
+    parsed = parse_question(question)
+    return parsed if parsed["kind"] == "ExternalQuestion" else None
+
+
+def _frame_height(pixels: int) -> str:
+    # FrameHeight 0: MTurk sizes the frame to the worker's window.
+    return f"{pixels}px" if pixels > 0 else "85vh"
 
 
 def _with_params(url: str, params: Sequence[tuple[str, str]]) -> str:
@@ -99,7 +104,11 @@ class WorkerSite:
                 f = dict(form)
                 return self.accept(f.get("hitId", ""), f.get("workerId", ""), base_url, wants_json)
             if method == "GET" and path == "/worker/task":
-                return self.task(query)
+                return self.task(query, base_url)
+            if method == "POST" and path == "/worker/return":
+                return self.return_assignment(dict(form).get("assignmentId", ""), wants_json)
+            if method == "GET" and path == "/worker/messages":
+                return self.messages(q.get("workerId", ""), wants_json)
             if method in ("GET", "POST") and path == "/mturk/externalSubmit":
                 return self.external_submit(form if method == "POST" else query, wants_json)
             if method == "GET" and path == "/_stats":
@@ -140,13 +149,19 @@ class WorkerSite:
 
     def preview(self, hit_id: str) -> Response:
         hit = self.backend.hit_for_worker(hit_id)
-        frame = escape("/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit_id}))
+        preview_params = [("assignmentId", PREVIEW_ASSIGNMENT_ID), ("hitId", hit_id)]
+        external = _external(hit["question"])
+        if external is not None:  # MTurk frames the ExternalURL itself, FrameHeight high
+            frame = escape(_with_params(external["url"], preview_params))
+            height = _frame_height(external["frame_height"])
+        else:
+            frame, height = escape("/worker/task?" + urlencode(preview_params)), "600px"
         body = (f"<p>{escape(hit['description'])}</p><p>Reward: ${escape(hit['reward'])} &middot; "
                 f"Assignments available: {hit['assignmentsAvailable']}</p>"
                 f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
                 f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
                 f"pattern=\"A[A-Z0-9]+\"></label> <button type=\"submit\">Accept</button></form>"
-                f"<iframe src=\"{frame}\" style=\"width:100%;height:600px\"></iframe>")
+                f"<iframe src=\"{frame}\" style=\"width:100%;height:{height}\"></iframe>")
         return _page(hit["title"], body)
 
     def accept(self, hit_id: str, worker_id: str, base_url: str, wants_json: bool) -> Response:
@@ -158,9 +173,10 @@ class WorkerSite:
         return 303, {"Location": location, "Content-Type": "text/html; charset=utf-8"}, \
             f"<a href=\"{escape(location)}\">Continue to the task</a>".encode("utf-8")
 
-    def task(self, query: list[tuple[str, str]]) -> Response:
+    def task(self, query: list[tuple[str, str]], base_url: str = "") -> Response:
         q = dict(query)
         assignment_id = q.get("assignmentId", "")
+        held = None
         if assignment_id == PREVIEW_ASSIGNMENT_ID:
             question = self.backend.hit_for_worker(q.get("hitId", ""))["question"]
         else:
@@ -173,10 +189,50 @@ class WorkerSite:
             # MTurk shows the HTMLContent in an iframe with these very query parameters; serving it
             # as the page itself keeps the task's relative form actions working.
             return 200, {"Content-Type": "text/html; charset=utf-8"}, html.encode("utf-8")
-        url = _external_url(question)
-        if url is None:
+        external = _external(question)
+        if external is None:
             raise WorkerError(500, "This HIT's question cannot be shown.", "UnsupportedQuestion")
-        return 302, {"Location": _with_params(url, query), "Content-Type": "text/plain"}, b""
+        return self._external_frame(external, q.get("hitId", "") if held is None else held, q, base_url)
+
+    def _external_frame(self, external: dict[str, Any], held: dict[str, Any] | str, q: Mapping[str, str],
+                        base_url: str) -> Response:
+        """The page around an ExternalQuestion: the URL in an iframe FrameHeight pixels high, with the
+        query parameters MTurk adds (in preview only assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE and hitId)."""
+        if isinstance(held, str):
+            hit = self.backend.hit_for_worker(held)
+            params = [("assignmentId", PREVIEW_ASSIGNMENT_ID), ("hitId", held)]
+            footer = ""
+        else:
+            hit = self.backend.hit_for_worker(held["hitId"])
+            params = [("assignmentId", held["assignmentId"]), ("hitId", held["hitId"]),
+                      ("turkSubmitTo", q.get("turkSubmitTo") or base_url), ("workerId", held["workerId"])]
+            footer = (f"<form method=\"post\" action=\"/worker/return\"><input type=\"hidden\" name=\"assignmentId\" "
+                      f"value=\"{escape(held['assignmentId'])}\"><button type=\"submit\">Return this HIT</button></form>")
+        src = _with_params(external["url"], params)
+        body = (f"<p>{escape(hit['description'])}</p>"
+                f"<iframe id=\"ExternalQuestionIFrame\" src=\"{escape(src)}\" "
+                f"style=\"width:100%;height:{_frame_height(external['frame_height'])};border:1px solid #ccc\"></iframe>"
+                + footer)
+        return _page(hit["title"], body)
+
+    def return_assignment(self, assignment_id: str, wants_json: bool) -> Response:
+        done = self.backend.return_assignment(assignment_id)
+        if wants_json:
+            return _json(done)
+        return _page("HIT returned", f"<p>You returned assignment {escape(assignment_id)}; others may now take it.</p>")
+
+    def messages(self, worker_id: str, wants_json: bool) -> Response:
+        """What requesters sent this worker with NotifyWorkers (MTurk emails them), newest first."""
+        if not worker_id:
+            return _page("Messages", "<form method=\"get\" action=\"/worker/messages\"><label>Worker ID "
+                                     "<input name=\"workerId\" required pattern=\"A[A-Z0-9]+\"></label> "
+                                     "<button type=\"submit\">Show messages</button></form>")
+        got = worker_messages.messages_for(self.backend, worker_id)
+        if wants_json:
+            return _json({"workerId": worker_id, "messages": got})
+        rows = "".join(f"<div class=\"message\"><h2>{escape(m['subject'])}</h2>"
+                       f"<p style=\"white-space:pre-wrap\">{escape(m['message'])}</p></div>" for m in got)
+        return _page(f"Messages for {worker_id}", rows or "<p>No messages.</p>")
 
     def external_submit(self, fields: list[tuple[str, str]], wants_json: bool) -> Response:
         assignment_ids = [v for k, v in fields if k == "assignmentId"]
