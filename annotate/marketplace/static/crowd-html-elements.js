@@ -98,7 +98,7 @@
   function labelName(l) { return typeof l === "string" ? l : (l && (l.label || l.text)) || String(l); }
 
   var css = [
-    "crowd-form{display:block}",
+    "crowd-form,crowd-entity-annotation{display:block;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#16191f}",
     ".crowd-submit-row{margin:16px 0 8px}",
     ".crowd-btn{font:inherit;padding:8px 18px;border:1px solid #8d99a6;border-radius:4px;background:#fff;cursor:pointer}",
     ".crowd-btn.primary{background:#ec7211;border-color:#ec7211;color:#fff}",
@@ -117,7 +117,7 @@
     ".crowd-key{font-size:.75em;color:#687078;border:1px solid #aab7b8;border-radius:3px;padding:0 4px}",
     ".crowd-swatch{display:inline-block;width:12px;height:12px;border-radius:2px;border:1px solid rgba(0,0,0,.3)}",
     ".crowd-stage{position:relative;display:inline-block;max-width:100%;user-select:none;cursor:crosshair;line-height:0}",
-    ".crowd-stage img{max-width:100%;display:block}",
+    ".crowd-stage img{width:100%;display:block}",
     ".crowd-stage svg,.crowd-stage canvas.overlay{position:absolute;left:0;top:0;width:100%;height:100%}",
     ".crowd-stage canvas.overlay{opacity:.55;image-rendering:pixelated}",
     ".crowd-tools{display:flex;gap:6px;flex-wrap:wrap;margin:6px 0}",
@@ -392,7 +392,7 @@
     var inputs = categories.map(function (cat, i) {
       var input = h("input", {type: multiple ? "checkbox" : "radio", name: group, value: labelName(cat)});
       var row = h("label", {class: "crowd-choice"}, [input, h("span", {text: labelName(cat)}),
-                   i < 9 ? h("span", {class: "crowd-key", text: String(i + 1)}) : null]);
+                   i < 9 ? h("span", {class: "crowd-key", "aria-hidden": "true", text: String(i + 1)}) : null]);
       input.addEventListener("change", function () {
         inputs.forEach(function (x) { x.parentNode.classList.toggle("on", x.checked); });
         if (onChange) { onChange(input); }
@@ -479,7 +479,7 @@
         input.addEventListener("change", function () { self.current = i; self.labelChanged(); });
         picker.appendChild(h("label", {class: "crowd-choice"}, [input,
           h("span", {class: "crowd-swatch", style: "background:" + self.color(i)}), h("span", {text: label}),
-          i < 9 ? h("span", {class: "crowd-key", text: String(i + 1)}) : null]));
+          i < 9 ? h("span", {class: "crowd-key", "aria-hidden": "true", text: String(i + 1)}) : null]));
         return input;
       });
       this.tools = h("div", {class: "crowd-tools crowd-internal"});
@@ -492,7 +492,12 @@
         if (n >= 1 && n <= Math.min(9, self.labels.length)) { self.pick(n - 1); e.preventDefault(); }
         else { self.onKey(e); }
       });
-      var ready = function () { self.overlay(); self.setInitial(); self.redraw(); };
+      var ready = function () {
+        // Small pictures are shown enlarged (up to 720 px) so shapes can be drawn precisely.
+        var w = self.img.naturalWidth;
+        self.stage.style.width = Math.max(w, Math.min(720, w * 3)) + "px";
+        self.overlay(); self.setInitial(); self.redraw();
+      };
       if (this.img.complete && this.img.naturalWidth) { ready(); } else { this.img.addEventListener("load", ready); }
     }
     color(i) { return PALETTE[i % PALETTE.length]; }
