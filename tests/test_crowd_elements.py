@@ -232,3 +232,20 @@ def test_demo_with_crowd_template_matches_plain(tmp_path, example):
     crowd_store = Store(Workspace.resolve(crowd["home"]).store_path)
     rows = crowd_store.db.execute("select answer_xml from assignments limit 3").fetchall()
     assert rows and all("taskAnswers" in r[0] for r in rows)
+
+
+def test_replay_crowd_answers_crowd_element_layouts(srv):
+    """Real workers' recorded labels replayed into a crowd-image-classifier layout."""
+    from annotate.marketplace.replay import ReplayCrowd
+
+    mturk = client(srv.url)
+    for i in range(3):
+        mturk.create_hit(**hit_params(Question=html_question(IMAGE_CLASSIFIER), MaxAssignments=2, RequesterAnnotation=f"r/{i}"))
+    recorded = {f"r/{i}": [("w1", "cat"), ("w2", ["dog", "bird", "cat"][i])] for i in range(3)}
+    crowd = ReplayCrowd(srv.url, recorded, seed=0)
+    assert crowd.work() == 6
+    got = []
+    for hit in mturk.list_hits()["HITs"]:
+        for a in mturk.list_assignments_for_hit(HITId=hit["HITId"])["Assignments"]:
+            got.append(extract_label(parse_question_form_answers(a["Answer"]).fields, "category", ["cat", "dog", "bird"]))
+    assert sorted(got) == sorted(["cat"] * 3 + ["dog", "bird", "cat"])
