@@ -186,7 +186,31 @@ def task_answers(fields: dict[str, str]) -> dict[str, Any] | None:
         value = value[0] if value else {}
     if not isinstance(value, dict):
         raise AnswerError("taskAnswers is not a JSON object")
-    return value
+    return unflatten(value)
+
+
+def unflatten(answer: dict[str, Any]) -> dict[str, Any]:
+    """crowd-form's answer-format="flatten-objects" writes {"category.label": "Cat"}; read it as
+    {"category": {"label": "Cat"}} so every layout's answers look alike. Keys that would collide
+    with an existing value are left as they are."""
+    if not any("." in key for key in answer):
+        return answer
+    out: dict[str, Any] = {k: v for k, v in answer.items() if "." not in k}
+    for key, value in answer.items():
+        if "." not in key:
+            continue
+        node, parts = out, key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                node = None
+                break
+            node = child
+        if node is None or parts[-1] in node:
+            out[key] = value
+        else:
+            node[parts[-1]] = value
+    return out
 
 
 def extract_label(fields: dict[str, str], field: str, labels: list[str]) -> str:

@@ -9,6 +9,7 @@ hidden gold column; annotate itself talks to the marketplace with boto3, as it w
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,6 +47,27 @@ def available_examples() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "batch.toml").is_file())
 
 
+# The Crowd HTML Elements layout for each task type (hit_templates/crowd-*.html.j2).
+CROWD_TEMPLATES = {
+    "image-classification": "crowd-classifier.html.j2", "text-classification": "crowd-classifier.html.j2",
+    "image-classification-multilabel": "crowd-multilabel.html.j2", "text-classification-multilabel": "crowd-multilabel.html.j2",
+    "bounding-box": "crowd-bounding-box.html.j2", "semantic-segmentation": "crowd-semantic-segmentation.html.j2",
+    "named-entity-recognition": "crowd-named-entity.html.j2", "free-text": "crowd-free-text.html.j2",
+}
+
+
+def use_crowd_template(batch_dir: Path) -> str:
+    """Point a copied example's batch.toml at the crowd-element layout of its task type."""
+    path = batch_dir / "batch.toml"
+    text = path.read_text(encoding="utf-8")
+    task_type = re.search(r'(?m)^task_type\s*=\s*"([^"]+)"', text)
+    if task_type is None or task_type.group(1) not in CROWD_TEMPLATES:
+        raise UserError(f"no crowd-element template for this example's task type", file=str(path), field="task_type")
+    name = CROWD_TEMPLATES[task_type.group(1)]
+    path.write_text(re.sub(r'(?m)^template\s*=\s*"[^"]*"', f'template = "{name}"', text, count=1), encoding="utf-8")
+    return name
+
+
 def run_demo(
     example: str = "digits",
     workdir: str | Path = ".",
@@ -55,6 +77,7 @@ def run_demo(
     train: bool = True,
     timeout: float = 600.0,
     on_progress: Callable[[str, int, int], None] | None = None,
+    template: str = "plain",
 ) -> dict:
     from annotate.marketplace import MarketplaceServer
     from annotate.marketplace.crowd import SimulatedCrowd
@@ -68,6 +91,10 @@ def run_demo(
         shutil.rmtree(root)  # the demo's own folder: every run starts clean
     batch_dir = root / example
     shutil.copytree(examples_dir() / example, batch_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if template == "crowd":
+        use_crowd_template(batch_dir)
+    elif template != "plain":
+        raise UserError(f"unknown template style {template!r} (plain or crowd)", field="--template")
     ws = Workspace(root / ".annotate").ensure()
     batch = load_batch(batch_dir)
     task_type = get_task_type(batch.task_type)

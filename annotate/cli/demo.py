@@ -22,8 +22,10 @@ err = Console(stderr=True)
 @click.option("--workers", type=int, default=25, show_default=True, help="Simulated workers.")
 @click.option("--spammers", type=float, default=0.1, show_default=True, help="Share of workers who answer at random.")
 @click.option("--no-train", is_flag=True, help="Stop after the export.")
+@click.option("--template", type=click.Choice(["plain", "crowd"]), default="plain", show_default=True,
+              help="The example's own HTML form, or its Crowd HTML Elements layout (crowd-form, crowd-classifier …).")
 @json_option
-def demo(example, workdir, seed, workers, spammers, no_train, as_json):
+def demo(example, workdir, seed, workers, spammers, no_train, template, as_json):
     """Run the end-to-end demo on the local target: post, harvest while a simulated crowd works, export, train."""
     from annotate.demo import CrowdSettings, run_demo
 
@@ -38,7 +40,7 @@ def demo(example, workdir, seed, workers, spammers, no_train, as_json):
             bar.update(tasks[stage], completed=done, total=total)
 
         summary = run_demo(example, workdir, seed=seed, crowd=CrowdSettings(workers=workers, spammer_share=spammers),
-                           train=not no_train, on_progress=show)
+                           train=not no_train, on_progress=show, template=template)
     table = Table(title=f"annotate demo: {example}", show_header=False)
     table.add_column(style="bold")
     table.add_column()

@@ -28,6 +28,8 @@ from html.parser import HTMLParser
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from annotate.marketplace.crowd_elements import parse_crowd_forms, task_answers_fields
+
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's preview value
 TEXT_TYPES = {"text", "email", "number", "search", "tel", "url", "date", "time", "datetime-local", "month",
               "week", "color", "range", "password"}
@@ -246,8 +248,9 @@ class HTTPCrowd:
         return got, "accepted"
 
     def parse_forms(self, html: str) -> list[dict[str, Any]]:
-        """The page's forms; a crowd that reads more of a form (annotated inputs) overrides this."""
-        return parse_forms(html)
+        """The page's forms (a crowd-element page as one form of its elements); a crowd that reads
+        more of a form (annotated inputs) overrides this."""
+        return parse_forms(html) or parse_crowd_forms(html)
 
     def task_form(self, location: str) -> tuple[dict[str, Any], str]:
         """The task page's answer form (the one carrying assignmentId) and the page's final URL."""
@@ -276,6 +279,8 @@ class HTTPCrowd:
 
     def submit_form(self, form: dict[str, Any], fields: list[tuple[str, str]], task_url: str) -> None:
         """Send the filled form where the browser would: its action, resolved against the page."""
+        if form.get("crowd"):  # what crowd-form's script sends: assignmentId + taskAnswers
+            fields = task_answers_fields(form, fields)
         action = urljoin(task_url, form["action"] or task_url)
         if urlsplit(action).netloc != self._netloc and urlsplit(action).path.endswith("/mturk/externalSubmit"):
             # Pages usually aim the form at turkSubmitTo from script; we cannot run script.

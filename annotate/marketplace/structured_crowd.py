@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
+from annotate.marketplace.crowd_elements import page_classes, parse_crowd_forms
 from annotate.marketplace.crowd import FormParser, SimulatedCrowd, SimulatedWorker, checkbox_groups, gold_labels
 from annotate.tasktypes._common import class_colors
 from annotate.tasktypes.semantic_segmentation import rasterize
@@ -73,7 +74,7 @@ class StructuredCrowd(SimulatedCrowd):
         self.labels = list(labels or [])
 
     def parse_forms(self, html: str) -> list[dict[str, Any]]:
-        return parse_annotated_forms(html)  # also reads data-annotate-type
+        return parse_annotated_forms(html) or parse_crowd_forms(html)  # also reads data-annotate-type
 
     # -- answering --------------------------------------------------------------------------
 
@@ -124,6 +125,8 @@ class StructuredCrowd(SimulatedCrowd):
         """The task's classes: as given, else the page's class buttons (boxes, spans name them)."""
         if self.labels:
             return self.labels
+        if form.get("crowd"):  # the widget's own labels attribute
+            return page_classes(form)
         named = [c["value"] for c in form["controls"] if c["kind"] == "radio" and c["name"] in
                  ("annotate-class", "annotate-type") and not c["value"].isdigit()]
         if kind == "mask" and not named:

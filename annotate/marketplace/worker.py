@@ -15,7 +15,7 @@ from html import escape
 from typing import Any, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from annotate.marketplace import worker_messages
+from annotate.marketplace import crowd_elements, worker_messages
 from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError, parse_question
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -111,6 +111,9 @@ class WorkerSite:
                 return self.messages(q.get("workerId", ""), wants_json)
             if method in ("GET", "POST") and path == "/mturk/externalSubmit":
                 return self.external_submit(form if method == "POST" else query, wants_json)
+            if method == "GET" and path == crowd_elements.LOCAL_SCRIPT:
+                return 200, {"Content-Type": "text/javascript; charset=utf-8",
+                             "Cache-Control": "max-age=3600"}, crowd_elements.script()
             if method == "GET" and path == "/_stats":
                 return _json(self.backend.stats())
         except WorkerError as exc:
@@ -187,8 +190,9 @@ class WorkerSite:
         html = _question_html(question)
         if html is not None:
             # MTurk shows the HTMLContent in an iframe with these very query parameters; serving it
-            # as the page itself keeps the task's relative form actions working.
-            return 200, {"Content-Type": "text/html; charset=utf-8"}, html.encode("utf-8")
+            # as the page itself keeps the task's relative form actions working. Crowd HTML Elements
+            # load from AWS's CDN on MTurk; here from the marketplace itself, so they work offline.
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, crowd_elements.localise(html).encode("utf-8")
         external = _external(question)
         if external is None:
             raise WorkerError(500, "This HIT's question cannot be shown.", "UnsupportedQuestion")

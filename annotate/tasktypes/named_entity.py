@@ -18,12 +18,13 @@ from collections import Counter
 from statistics import median_low
 from typing import Any
 
-from annotate.answers import AnswerError
+from annotate.answers import AnswerError, task_answers
 from annotate.tasktypes._common import cluster_objects, integer, json_field, label_of, majority, setting
 from annotate.tasktypes._common import match_score as _match_score
 from annotate.tasktypes.base import Consolidation, TaskSpec, TaskType
 
 MAX_SPANS = 1000
+MAX_TEXT = 1_000_000  # characters: the bound on offsets when the answer does not give the text's length
 
 
 def jaccard(a: dict, b: dict) -> float:
@@ -47,13 +48,19 @@ class NamedEntity(TaskType):
             doc = {"entities": doc}
         if not isinstance(doc, dict) or not isinstance(doc.get("entities"), list):
             raise AnswerError("the spans answer has no list of entities")
-        length_text = fields.get(f"{spec.answer_field}-length")
+        length_field = f"{spec.answer_field}-length"
+        crowd = task_answers(fields)
+        length_text = fields.get(length_field, (crowd or {}).get(length_field))
+        if length_text is None and crowd is None:
+            raise AnswerError(f"the answer does not say how long the text was ('{length_field}')")
         if length_text is None:
-            raise AnswerError(f"the answer does not say how long the text was ('{spec.answer_field}-length')")
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise AnswerError(f"'{spec.answer_field}-length' is not a number: {length_text[:20]!r}") from None
+            # crowd-entity-annotation does not report the text's length: offsets are only bounded
+            length = MAX_TEXT
+        else:
+            try:
+                length = int(str(length_text))
+            except ValueError:
+                raise AnswerError(f"'{length_field}' is not a number: {str(length_text)[:20]!r}") from None
         entities = doc["entities"]
         if not entities and not spec.settings.get("allow_empty", False):
             raise AnswerError("no spans were marked")

@@ -126,8 +126,9 @@ class SemanticSegmentation(TaskType):
     def parse(self, fields: dict[str, str], spec: TaskSpec) -> dict[str, Any]:
         doc = json_field(fields, spec, "mask")
         colors = None
-        if isinstance(doc, dict) and "annotatedResult" in doc:  # crowd-semantic-segmentation's shape
-            result = doc["annotatedResult"]
+        if isinstance(doc, dict) and ("annotatedResult" in doc or "labeledImage" in doc):
+            # crowd-semantic-segmentation's shape, whole or (named by [task] field) its inner object
+            result = doc.get("annotatedResult", doc)
             if not isinstance(result, dict):
                 raise AnswerError("annotatedResult is not an object")
             mappings = result.get("labelMappings") or {}
