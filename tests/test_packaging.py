@@ -27,3 +27,18 @@ def test_example_files_are_covered_by_package_data():
             rel = path.relative_to(REPO / "examples")
             assert any(rel.match(p.replace("**/", "*/")) or rel.match(p.replace("**/", "*/*/"))
                        or rel.match(p.replace("**/", "")) for p in patterns), f"{rel} is not shipped"
+
+
+def test_every_example_folder_is_a_listed_package():
+    """Data-only folders are listed as packages: setuptools ships them without 'Package would be
+    ignored' warnings (and a new example's folder is not forgotten)."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    for folder in (REPO / "examples").rglob("*"):
+        if folder.is_dir() and folder.name != "__pycache__":
+            package = "annotate.examples." + ".".join(folder.relative_to(REPO / "examples").parts)
+            assert package in listed, f"add {package!r} to [tool.setuptools] packages"
+
+
+def test_license_is_an_spdx_string():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # a table is deprecated by setuptools
