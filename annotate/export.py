@@ -140,7 +140,7 @@ def export_batch(
             raise UserError(f"unknown export format {f!r} (use {', '.join(FORMATS)})", field="--format")
     if split is not None and not 0 < split < 1:
         raise UserError(f"--split is the training share, between 0 and 1 (got {split})", field="--split")
-    store = Store(ws.store_path)
+    store = Store(ws.store_path, readonly=True)  # reading never writes: works on a read-only store
     batch, frame = labelled_frame(store, batch_name)
     if frame.empty:
         raise UserError(f"batch {batch_name!r} has no labelled items yet (run `annotate harvest`)")

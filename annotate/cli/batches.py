@@ -238,7 +238,7 @@ def workers(ws, batch, as_json):
     """Workers: answers given and estimated accuracy (per batch, or across batches)."""
     from annotate.store import Store
 
-    rows = Store(ws.store_path).workers(batch)
+    rows = Store(ws.store_path, readonly=True).workers(batch)
     if as_json:
         emit_json({"workers": rows})
         return
