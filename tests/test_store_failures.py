@@ -76,14 +76,30 @@ def _can_drop_privileges() -> bool:
         ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "true"]).returncode == 0
 
 
-def run_unprivileged(home, args) -> subprocess.CompletedProcess:
-    """`annotate` in a process that file permissions bind: as root (the test container), root
-    without the capabilities that override them."""
-    command = [sys.executable, "-m", "annotate", "--home", str(home), *args]
+RUN_COMMANDS = """
+import json, sys
+from click.testing import CliRunner
+from annotate.cli import cli
+home, commands = sys.argv[1], json.loads(sys.argv[2])
+results = []
+for args in commands:
+    result = CliRunner().invoke(cli, ["--home", home, *args])
+    results.append([result.exit_code, result.stdout, result.stderr, repr(result.exception)])
+print(json.dumps(results))
+"""
+
+
+def run_unprivileged(home, commands: list[list[str]]) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of each `annotate` command, in one process that file
+    permissions bind: as root (the test container), root without the capabilities that override
+    them."""
+    command = [sys.executable, "-c", RUN_COMMANDS, str(home), json.dumps(commands)]
     if os.geteuid() == 0:
         command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr
+    return [tuple(r[:3]) for r in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
 @pytest.fixture
@@ -116,26 +132,26 @@ def test_a_read_only_store_can_be_read_but_not_written(read_only_home, tmp_path,
     out.mkdir()
     out.chmod(0o777)
 
-    result = run_unprivileged(home, ["status", "--json"])
-    assert result.returncode == 0, result.stderr
-    [row] = json.loads(result.stdout.strip().splitlines()[-1])["batches"]
-    assert row["batch"] == name and row["labelled"] > 0
-    result = run_unprivileged(home, ["workers", "--json"])
-    assert result.returncode == 0 and json.loads(result.stdout)["workers"], result.stderr
-    result = run_unprivileged(home, ["export", name, "--out", str(out), "--no-split", "--json"])
-    assert result.returncode == 0, result.stderr
-    assert (out / f"{name}.csv").read_text() == reference.csv.read_text()
-
     batch = make_batch(tmp_path, items=2)
-    for args in (["post", str(batch)], ["harvest"]):
-        result = run_unprivileged(home, args)
-        assert result.returncode == 2, (args, result.stderr)
-        line = one_error_line(result.stderr)
+    commands = [["status", "--json"], ["workers", "--json"], ["export", name, "--out", str(out), "--no-split", "--json"],
+                ["post", str(batch)], ["harvest"], ["export", name]]
+    status, workers, export, post, harvest, export_home = run_unprivileged(home, commands)
+
+    assert status[0] == 0, status
+    [row] = json.loads(status[1].strip().splitlines()[-1])["batches"]
+    assert row["batch"] == name and row["labelled"] > 0
+    assert workers[0] == 0 and json.loads(workers[1])["workers"], workers
+    assert export[0] == 0, export
+    assert (out / f"{name}.csv").read_text() == reference.csv.read_text()
+    for code, _, stderr in (post, harvest):
+        assert code == 2, stderr
+        line = one_error_line(stderr)
         assert "read-only" in line and str(home) in line, line
     if directory_too:  # the default export directory is inside the home: named, one line
-        result = run_unprivileged(home, ["export", name])
-        assert result.returncode == 2, result.stderr
-        assert str(home / "exports") in one_error_line(result.stderr)
+        assert export_home[0] == 2, export_home
+        assert str(home / "exports") in one_error_line(export_home[2])
+    else:
+        assert export_home[0] == 0, export_home
     assert digest(store) == before
 
 
