@@ -192,8 +192,9 @@ def migrate(db: sqlite_utils.Database, path: Path) -> None:
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write. In a directory it may not write to, a WAL store cannot make
-    the shared-memory file a reader needs; opened as immutable it is read straight from the file
-    (no writer can be at work there either)."""
+    the shared-memory file a reader needs: it is read straight from the file as immutable (no
+    writer can be at work there either) or, if a -wal file holds changes not yet merged into it,
+    from a copy of both in a temporary directory, loaded into memory."""
     uri = path.resolve().as_uri()
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
     try:
@@ -203,7 +204,23 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         conn.close()
         if _family(exc) not in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
             raise
-    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+    wal = path.with_name(path.name + "-wal")
+    if not (wal.exists() and wal.stat().st_size > 0):
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="annotate-store-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, copy.with_name(wal.name))
+        source = sqlite3.connect(copy)
+        memory = sqlite3.connect(":memory:")
+        try:
+            source.backup(memory)
+        finally:
+            source.close()
+    return memory
 
 
 class Store:

@@ -110,9 +110,21 @@ def read_only_home(labelled, tmp_path):  # noqa: F811
     ws, name, reference = labelled
     home = tmp_path / "home"
     home.mkdir()
-    snapshot(ws.store_path, home / "annotate.db")
 
-    def make(directory_too: bool):
+    def make(directory_too: bool, unmerged_wal: bool = False):
+        if unmerged_wal:  # a writer's last changes still in annotate.db-wal (copied while it was open)
+            snapshot(ws.store_path, tmp_path / "base.db")
+            writer = sqlite3.connect(tmp_path / "base.db")
+            writer.execute("PRAGMA journal_mode = wal")
+            writer.execute("PRAGMA wal_autocheckpoint = 0")
+            with writer:
+                writer.execute("update labels set status = 'unresolved'")  # every item, only in the WAL
+            shutil.copyfile(tmp_path / "base.db", home / "annotate.db")
+            shutil.copyfile(tmp_path / "base.db-wal", home / "annotate.db-wal")
+            writer.close()
+            (home / "annotate.db-wal").chmod(0o444)
+        else:
+            snapshot(ws.store_path, home / "annotate.db")
         (home / "annotate.db").chmod(0o444)
         if directory_too:
             home.chmod(0o555)
@@ -153,6 +165,18 @@ def test_a_read_only_store_can_be_read_but_not_written(read_only_home, tmp_path,
     else:
         assert export_home[0] == 0, export_home
     assert digest(store) == before
+
+
+def test_a_read_only_directory_still_shows_changes_left_in_the_wal(read_only_home, labelled):  # noqa: F811
+    """The changes a writer left in annotate.db-wal are read too (not just the older main file)."""
+    ws, _, _ = labelled
+    home, name, _ = read_only_home(True, unmerged_wal=True)
+    before = digest(home / "annotate.db"), digest(home / "annotate.db-wal")
+    [(code, stdout, stderr)] = run_unprivileged(home, [["status", "--json"]])
+    assert code == 0, stderr
+    [row] = json.loads(stdout.strip().splitlines()[-1])["batches"]
+    assert row["labelled"] == 0 and row["unresolved"] == row["items"]
+    assert (digest(home / "annotate.db"), digest(home / "annotate.db-wal")) == before
 
 
 # ------------------------------------------------------------------ disk full
