@@ -8,12 +8,19 @@ Manifest lines follow Ground Truth's image/text classification output:
                          "creation-date": "2026-11-21T16:00:00.000000"}}
 An item without `source-ref`/`source` columns gets `source` = its input columns as JSON.
 Files are written whole (temp file + rename), so a crash never leaves half a manifest.
+
+CSV cells hold text workers typed, and a spreadsheet runs a cell that starts with `=`, `+`, `-`,
+`@`, tab or carriage return as a formula (CSV injection). As OWASP recommends, such text cells
+are written with a leading single quote, which spreadsheets show as text; numbers, and text that
+is only numbers ("-0.5", a "-1 2 -3" pixel list), stay as they are. `raw_csv` writes every cell
+exactly as stored. Manifests are JSON and never altered.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,10 +117,36 @@ def _write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk says so on write(), without naming the file
         raise
+
+
+# OWASP's list: a spreadsheet reads a cell starting with one of these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBERS = re.compile(rf"{_NUMBER}(?:[ ,]+{_NUMBER})*")
+
+
+def neutralise_formula(value):
+    """A text cell a spreadsheet would run as a formula, with a leading single quote (OWASP);
+    anything else (numbers, text that is only numbers, other text) as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBERS.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every formula-leading text cell neutralised. Only text columns can hold
+    one (numeric columns, negative numbers included, are left alone); column names are the
+    requester's own and are kept, since training scripts look columns up by name."""
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].map(neutralise_formula) for c in text})
 
 
 def split_frame(frame: pd.DataFrame, split: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -134,13 +167,16 @@ def export_batch(
     formats: tuple[str, ...] | list[str] = FORMATS,
     split: float | None = 0.8,
     seed: int = 0,
+    raw_csv: bool = False,
 ) -> ExportResult:
+    """Write the batch's labels under `out_dir`. CSV text cells that a spreadsheet would run as a
+    formula get a leading single quote unless `raw_csv` (see the module's docstring)."""
     for f in formats:
         if f not in FORMATS:
             raise UserError(f"unknown export format {f!r} (use {', '.join(FORMATS)})", field="--format")
     if split is not None and not 0 < split < 1:
         raise UserError(f"--split is the training share, between 0 and 1 (got {split})", field="--split")
-    store = Store(ws.store_path)
+    store = Store(ws.store_path, readonly=True)  # reading never writes: works on a read-only store
     batch, frame = labelled_frame(store, batch_name)
     if frame.empty:
         raise UserError(f"batch {batch_name!r} has no labelled items yet (run `annotate harvest`)")
@@ -170,7 +206,8 @@ def export_batch(
             result.files.append(path)
         if "csv" in formats:
             path = out / f"{stem}.csv"
-            _write_atomic(path, df.drop(columns=list(PRIVATE)).to_csv(index=False))
+            table = df.drop(columns=list(PRIVATE))
+            _write_atomic(path, (table if raw_csv else csv_safe(table)).to_csv(index=False))
             setattr(result, f"{part}_csv" if part else "csv", path)
             result.files.append(path)
     return result

@@ -72,7 +72,14 @@ def resolve_target(stored: dict | None, requested: str | None, batch_name: str) 
     return stored["target"]
 
 
-def post_batch(
+def post_batch(ws: Workspace, batch_dir: str | Path, **options) -> PostResult:
+    """Post a batch (see `_post_batch`). One post at a time per project home: a second run waits
+    for the first, then finds its items posted (two at once both found the batch new)."""
+    with ws.lock("post"):
+        return _post_batch(ws, batch_dir, **options)
+
+
+def _post_batch(
     ws: Workspace,
     batch_dir: str | Path,
     *,

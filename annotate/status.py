@@ -50,6 +50,6 @@ def batch_status(store: Store, name: str) -> dict:
 
 
 def status(ws: Workspace, name: str | None = None) -> list[dict]:
-    store = Store(ws.store_path)
+    store = Store(ws.store_path, readonly=True)  # reading never writes: works on a read-only store
     names = [name] if name else store.batch_names()
     return [batch_status(store, n) for n in names]

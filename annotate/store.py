@@ -8,6 +8,8 @@ stored before its assignment is approved; an extension is recorded before it is 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -16,7 +18,57 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+from annotate import __version__
+from annotate.errors import UserError
+from annotate.migrations import MIGRATIONS, STEPS
+
+SCHEMA_VERSION = len(STEPS)  # the schema this annotate reads and writes (annotate.migrations)
+
+
+class StoreError(UserError):
+    """The store file cannot be used as it is: damaged, read-only, made by a newer annotate, or the
+    disk is full. Nothing was written."""
+
+
+class StoreReadOnly(StoreError):
+    pass
+
+
+class StoreTooNew(StoreError):
+    pass
+
+
+# SQLite result codes (by family) that describe the file or the disk rather than a bug in annotate
+# (a bad query or a broken constraint is a bug, and keeps its traceback).
+_PROBLEMS = {
+    "SQLITE_FULL": ("the disk is full", "free some space and run the command again (the failed write was rolled back)"),
+    "SQLITE_NOTADB": ("not an annotate store, or a damaged one", "restore it from a backup, or move it aside to start afresh"),
+    "SQLITE_CORRUPT": ("the store is damaged", "restore it from a backup, or move it aside to start afresh"),
+    "SQLITE_READONLY": ("the store is read-only", "`annotate status`, `export` and `workers` can still read it"),
+    "SQLITE_PERM": ("the store is read-only", "`annotate status`, `export` and `workers` can still read it"),
+    "SQLITE_CANTOPEN": ("the store cannot be opened", "check that the file and its directory can be read and written"),
+    "SQLITE_IOERR": ("a disk I/O error", "check the disk, then run the command again"),
+    "SQLITE_BUSY": ("another process kept the store locked for 30 s", "run the command again when it has finished"),
+    "SQLITE_LOCKED": ("another process kept the store locked for 30 s", "run the command again when it has finished"),
+}
+READ_ONLY_HINT = _PROBLEMS["SQLITE_READONLY"][1]
+
+
+def _family(exc: sqlite3.Error) -> str:
+    return "_".join((getattr(exc, "sqlite_errorname", None) or "").split("_")[:2])
+
+
+def sqlite_problem(exc: BaseException, path: str | os.PathLike) -> StoreError | None:
+    """The user-facing error for a SQLite failure caused by the file or the disk, naming the file;
+    None when the failure is a bug."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    family = _family(exc)
+    if family not in _PROBLEMS:
+        return None
+    what, hint = _PROBLEMS[family]
+    kind = StoreReadOnly if family in ("SQLITE_READONLY", "SQLITE_PERM") else StoreError
+    return kind(f"{what} (SQLite: {exc}); {hint}", file=str(path))
 
 
 class HitIntent(NamedTuple):
@@ -33,6 +85,8 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+# The layout every query relies on. annotate.migrations builds it: a change here is a new step
+# there (tests/test_store_schema.py checks that the two agree).
 SCHEMA = {
     "batches": dict(
         columns={"name": str, "uid": str, "dir": str, "target": str, "endpoint_url": str, "hit_type_id": str,
@@ -88,29 +142,151 @@ INDEXES = [
 ]
 
 
-class Store:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(str(self.path))
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self._ensure_schema()
+def _schema_of(db: sqlite_utils.Database) -> tuple[int, list[str]]:
+    """(PRAGMA user_version, names of the applied steps): reads only."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    return version, [m.name for m in MIGRATIONS.applied(db)]
 
-    def _ensure_schema(self) -> None:
-        for name, spec in SCHEMA.items():
-            table = self.db[name]
-            if not table.exists():
-                table.create(spec["columns"], pk=spec["pk"], not_null=None, if_not_exists=True)
-                continue
-            have = set(table.columns_dict)
-            for column, kind in spec["columns"].items():
-                if column not in have:  # a store made by an older annotate: add what is new
-                    table.add_column(column, kind)
-        for table, cols in INDEXES:
-            self.db[table].create_index(cols, if_not_exists=True)
-        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+def _writer(db: sqlite_utils.Database) -> str:
+    """Which annotate last migrated the store, when it says (a newer one records its version)."""
+    if "_annotate" not in db.table_names():
+        return ""
+    rows = list(db.query("select value from _annotate where key = 'migrated_by'"))
+    return f" (migrated by annotate {rows[0]['value']})" if rows else ""
+
+
+def _refuse_newer(db: sqlite_utils.Database, path: Path, version: int, applied: list[str]) -> None:
+    unknown = [name for name in applied if name not in STEPS]
+    if version > SCHEMA_VERSION or unknown:
+        theirs = max(version, len(applied))
+        raise StoreTooNew(f"the store has schema version {theirs}{_writer(db)}, newer than version {SCHEMA_VERSION} "
+                          f"that this annotate {__version__} reads; upgrade annotate to use it (the file was left "
+                          f"as it is)", file=str(path))
+
+
+def _up_to_date(version: int, applied: list[str]) -> bool:
+    return version == SCHEMA_VERSION and applied == STEPS
+
+
+def migrate(db: sqlite_utils.Database, path: Path) -> None:
+    """Bring a store to SCHEMA_VERSION: every pending step in one IMMEDIATE transaction, so two
+    processes opening an old store do it once between them, and a failed step leaves it as it was."""
+    conn = db.conn
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version, applied = _schema_of(db)  # again, under the write lock: another process may have done it
+        _refuse_newer(db, path, version, applied)
+        if not _up_to_date(version, applied):
+            MIGRATIONS.apply(db)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("insert or replace into _annotate (key, value) values ('migrated_by', ?)", [__version__])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write. In a directory it may not write to, a WAL store cannot make
+    the shared-memory file a reader needs: it is read straight from the file as immutable (no
+    writer can be at work there either) or, if a -wal file holds changes not yet merged into it,
+    from a copy of both in a temporary directory, loaded into memory."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+    try:
+        conn.execute("select count(*) from sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if _family(exc) not in ("SQLITE_READONLY", "SQLITE_CANTOPEN"):
+            raise
+    wal = path.with_name(path.name + "-wal")
+    if not (wal.exists() and wal.stat().st_size > 0):
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="annotate-store-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, copy.with_name(wal.name))
+        source = sqlite3.connect(copy)
+        memory = sqlite3.connect(":memory:")
+        try:
+            source.backup(memory)
+        finally:
+            source.close()
+    return memory
+
+
+class Store:
+    """The store at `path`. Opened for writing (the default), it is created or migrated to
+    SCHEMA_VERSION first. With `readonly`, nothing is ever written to the file: an older store is
+    migrated in a copy in memory, a missing one reads as empty (what `status`, `export` and
+    `workers` use, so they work on a read-only file or directory). A store from a newer annotate,
+    a damaged file or an unwritable one raise StoreError (exit 2) before anything is written."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.db_path = self.path  # which file a SQLite error is about (annotate.cli names it)
+        self.readonly = readonly
+        try:
+            self.db = self._open_read_only() if readonly else self._open()
+        except sqlite3.DatabaseError as exc:
+            problem = sqlite_problem(exc, self.path)
+            if problem is None:
+                raise
+            raise problem from exc
+
+    def _open(self) -> sqlite_utils.Database:
+        home = self.path.parent
+        if (self.path.exists() and not os.access(self.path, os.W_OK)) or (home.exists() and not os.access(home, os.W_OK)):
+            raise StoreReadOnly(f"the store is read-only (this command writes to it: the file and its directory "
+                                f"must be writable); {READ_ONLY_HINT}", file=str(self.path))
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the project home: {exc.strerror}", file=str(home)) from exc
+        db = sqlite_utils.Database(str(self.path))
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            # The version is read before anything is written: a newer store is refused untouched.
+            version, applied = _schema_of(db)
+            _refuse_newer(db, self.path, version, applied)
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = NORMAL")
+            if not _up_to_date(version, applied):
+                migrate(db, self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_read_only(self) -> sqlite_utils.Database:
+        if not self.path.exists():
+            db = sqlite_utils.Database(memory=True)
+            migrate(db, self.path)
+        else:
+            db = sqlite_utils.Database(_connect_read_only(self.path))
+            try:
+                db.execute("PRAGMA busy_timeout = 30000")
+                version, applied = _schema_of(db)
+                _refuse_newer(db, self.path, version, applied)
+                if not _up_to_date(version, applied):
+                    copy = sqlite_utils.Database(memory=True)
+                    db.conn.backup(copy.conn)
+                    migrate(copy, self.path)
+                    db.close()
+                    db = copy
+            except BaseException:
+                db.close()
+                raise
+        db.execute("PRAGMA query_only = 1")  # a write through a read-only store is a bug: let it fail loudly
+        return db
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -121,14 +297,22 @@ class Store:
         conn = self.db.conn
         if conn.in_transaction:
             conn.commit()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back itself (a full disk does)
+                    conn.execute("ROLLBACK")
+                raise
             conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            problem = sqlite_problem(exc, self.path)
+            if problem is None:
+                raise
+            raise problem from exc
 
     def _write(self, table: str, rows: list[dict], *, on_conflict: str = "abort") -> None:
         """INSERT (or INSERT OR REPLACE / IGNORE) many rows with one statement."""

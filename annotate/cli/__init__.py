@@ -6,14 +6,35 @@ is picked up, so each part of annotate owns its commands in its own file.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import pkgutil
+import sqlite3
 import sys
 
 import click
 
 from annotate import __version__
 from annotate.errors import UserError
+
+# A full disk, a read-only file system, a file annotate may not write: the machine's state, not a
+# bug, so one line and exit 2. Every other OSError keeps its traceback.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
+
+
+def _database_file(exc: BaseException, ctx: click.Context):
+    """The SQLite file a failure is about: the innermost object in the traceback that says which
+    (the store, the embedded marketplace: both have `db_path`), else the project's store."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        found = getattr(tb.tb_frame.f_locals.get("self"), "db_path", None) or found
+        tb = tb.tb_next
+    if found is None:
+        from annotate.workspace import Workspace
+
+        found = (ctx.obj if isinstance(ctx.obj, Workspace) else Workspace.resolve()).store_path
+    return found
 
 
 class AnnotateGroup(click.Group):
@@ -23,6 +44,20 @@ class AnnotateGroup(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:
+            from annotate.store import sqlite_problem
+
+            problem = sqlite_problem(exc, _database_file(exc, ctx))
+            if problem is None:
+                raise  # a bad query or a broken constraint: a bug
+            click.echo(f"error: {problem}", err=True)
+            ctx.exit(problem.exit_code)
+        except OSError as exc:
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = exc.filename if exc.filename is not None else getattr(ctx.obj, "home", "annotate")
+            click.echo(f"error: {where}: {exc.strerror}", err=True)
+            ctx.exit(UserError.exit_code)
 
 
 @click.group(cls=AnnotateGroup)

@@ -189,9 +189,12 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
 @click.option("--split", type=float, default=0.8, show_default=True, help="Training share of a stratified train/validation split.")
 @click.option("--no-split", is_flag=True, help="Write only the full files.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--raw-csv", is_flag=True,
+              help="Write CSV cells exactly as stored. By default a text cell starting with = + - @ tab or CR "
+                   "(a formula to a spreadsheet: CSV injection) gets a leading ' (OWASP); numbers stay numbers.")
 @json_option
 @click.pass_obj
-def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, no_split, seed, as_json):
+def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, no_split, seed, raw_csv, as_json):
     """Export a batch's consensus labels as an augmented manifest and/or CSV (or segmentation channels)."""
     from annotate.export import export_batch
 
@@ -219,7 +222,7 @@ def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, n
     if not batch:
         raise UserError("name the BATCH to export", field="BATCH")
     result = export_batch(ws, batch, out_dir or ws.exports / batch, formats=tuple(formats) or ("manifest", "csv"),
-                          split=None if no_split else split, seed=seed)
+                          split=None if no_split else split, seed=seed, raw_csv=raw_csv)
     summary = {"batch": result.batch, "items": result.n_items, "train": result.n_train,
                "validation": result.n_validation, "files": [str(p) for p in result.files],
                "manifest": str(result.manifest) if result.manifest else None,
@@ -273,7 +276,7 @@ def workers(ws, batch, as_json):
     """Workers: answers given and estimated accuracy (per batch, or across batches)."""
     from annotate.store import Store
 
-    rows = Store(ws.store_path).workers(batch)
+    rows = Store(ws.store_path, readonly=True).workers(batch)
     if as_json:
         emit_json({"workers": rows})
         return
