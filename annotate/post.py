@@ -149,7 +149,7 @@ def post_batch(
             store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
                               "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in new])
         if target == "local" and renderer.served_local_media:
-            register_local_media(mturk.endpoint_url, batch.dir)  # before any HIT can show the files
+            register_local_media(mturk.endpoint_url, batch.dir, ws.marketplace_db)  # before any HIT shows them
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id
