@@ -8,6 +8,7 @@ import urllib.parse
 import pytest
 from conftest_marketplace import (FakeClock, accept, client, external_question, hit_params, html_question, http,
                                   submit)
+from processes import stop
 
 from annotate.marketplace import MarketplaceServer
 from annotate.marketplace.models import answers_xml
@@ -229,9 +230,8 @@ def test_cli_serve_prints_urls_and_serves(tmp_path):
         assert client(url).get_account_balance()["AvailableBalance"] == "10000.00"
         assert (tmp_path / "marketplace.db").exists()
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
-    assert proc.returncode == 0
+        code = stop(proc, signal.SIGINT, timeout=10)  # by pid, escalating to SIGKILL
+    assert code == 0
 
 
 def test_cli_gold_needs_simulated_crowd(tmp_path):
