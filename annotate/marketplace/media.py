@@ -31,9 +31,9 @@ from urllib.parse import quote, unquote
 
 PREFIX = "/media/"
 BATCH_FILE = "batch.toml"
-# Directories that are never a media root themselves, and whose insides never are either.
+# Trees no batch belongs in (beside `/` and every top-level directory itself, which are refused too).
 _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
-                 "/sbin", "/sys", "/usr")
+                 "/sbin", "/sys", "/usr/bin", "/usr/lib", "/usr/sbin")
 # What a batch root serves: what a HIT shows. Not the batch's own files (items carry gold labels).
 _BATCH_MEDIA = ("image/", "audio/", "video/", "text/plain", "application/pdf")
 
