@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import http.client as httplib
 import json
+import re
 import socket
 import sqlite3
 import time
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
@@ -303,3 +305,37 @@ def test_workers_never_see_the_requester_annotation(srv):
     # the marketplace's own crowds, given its key, still know which item a HIT is
     _, _, listing = http("GET", srv.url + "/worker/?format=json", headers={KEY_HEADER: srv.key})
     assert json.loads(listing)["hits"][0]["requesterAnnotation"] == "gold=cat;batch=secret-project"
+
+
+def test_post_without_the_key_stops_before_writing_anything(ws, tmp_path, monkeypatch):
+    """A batch with local images, posted to a marketplace on another database whose key annotate
+    cannot find: exit 2 naming ANNOTATE_MARKETPLACE_KEY, no HIT, and the store as it was."""
+    import shutil
+
+    from click.testing import CliRunner
+    from conftest import EXAMPLES
+    from test_bad_input import store_digest
+
+    from annotate.cli import cli
+    from annotate.marketplace import secret
+
+    batch_dir = tmp_path / "shapes-multilabel"
+    shutil.copytree(EXAMPLES / "shapes-multilabel", batch_dir)
+    items = batch_dir / "items.jsonl"
+    items.write_text("".join(items.read_text().splitlines(keepends=True)[:3]))
+    monkeypatch.setattr(secret, "serving_key", lambda netloc: None)  # as if it ran in another process
+    monkeypatch.delenv(secret.ENV_VAR, raising=False)
+    before = store_digest(ws.store_path)
+    with MarketplaceServer(tmp_path / "other.db", faults="") as other:
+        result = CliRunner().invoke(cli, ["--home", str(ws.home), "post", str(batch_dir), "--endpoint-url", other.url])
+        assert result.exit_code == 2, result.output
+        assert "ANNOTATE_MARKETPLACE_KEY" in result.output and "Traceback" not in result.output
+        assert client(other.url).list_hits()["HITs"] == []
+        assert store_digest(ws.store_path) == before
+        monkeypatch.setenv(secret.ENV_VAR, other.key)  # given the key, the same post goes through
+        result = CliRunner().invoke(cli, ["--home", str(ws.home), "post", str(batch_dir), "--endpoint-url", other.url])
+        assert result.exit_code == 0, result.output
+        hit = client(other.url).list_hits()["HITs"][0]
+        src = re.search(r'src="(/media/[^"]+)"', hit["Question"]).group(1)
+        with urllib.request.urlopen(other.url + src, timeout=10) as response:
+            assert response.status == 200 and response.read().startswith(b"\x89PNG")
