@@ -173,3 +173,22 @@ def test_media_root_may_not_be_a_system_directory(tmp_path):
         result = CliRunner().invoke(cli, ["--home", str(tmp_path), "marketplace", "serve", "--port", "0",
                                           "--media-root", root])
         assert result.exit_code == 2 and "system directory" in result.output, result.output
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_preview_serve_stops_cleanly_when_the_parent_ignores_sigint(tmp_path, stop_with):
+    batch_dir = make_batch(tmp_path, items=2)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "annotate", "preview", str(batch_dir), "--serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+                            preexec_fn=_ignoring((signal.SIGINT,)))
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("serving http://127.0.0.1:"), first + proc.stdout.read()
+        assert http("GET", first.split()[1])[0] == 200
+    finally:
+        code = stop(proc, stop_with, timeout=15)
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    assert code == 0 and "Traceback" not in rest, rest
