@@ -146,6 +146,10 @@ def _post_batch(
                 f"Post {len(to_post)} HITs to PRODUCTION for up to ${format_money(estimate)}?"):
             raise UserError("not confirmed; nothing was posted")
 
+        if target == "local" and renderer.served_local_media:
+            # Before any HIT can show the files, and before the store is written: a marketplace that
+            # refuses (no key) leaves nothing half-posted.
+            register_local_media(mturk.endpoint_url, batch.dir, ws.marketplace_db)
         if stored is None:
             store.add_batch(_batch_row(batch, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None)),
                             [{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
@@ -155,8 +159,6 @@ def _post_batch(
             new = [i for i in batch.items if i.id not in set(store.item_ids(batch.name))]
             store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
                               "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in new])
-        if target == "local" and renderer.served_local_media:
-            register_local_media(mturk.endpoint_url, batch.dir)  # before any HIT can show the files
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id

@@ -130,15 +130,37 @@ def local_media_prefix(root: Path) -> str:
     return "/media/" + hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:16] + "/"
 
 
-def register_local_media(marketplace_url: str, root: Path) -> str:
-    """Ask the local marketplace to serve `root` (its own extension, POST /_media)."""
+def register_local_media(marketplace_url: str, root: Path, db_path: str | Path | None = None) -> str:
+    """Ask the local marketplace to serve the batch directory `root` (its own extension, POST /_media).
+
+    The marketplace registers media only for a request with its key: ANNOTATE_MARKETPLACE_KEY if
+    set, else that of a marketplace this process runs at that URL, else the one kept in `db_path`
+    (the project home's marketplace database, which `annotate marketplace serve` uses by default).
+    """
     import json
+    import os
+    import urllib.error
     import urllib.parse
     import urllib.request
 
+    from annotate.marketplace.secret import ENV_VAR, KEY_HEADER, read_key, serving_key
+
+    key = os.environ.get(ENV_VAR) or serving_key(urllib.parse.urlsplit(marketplace_url).netloc) \
+        or (read_key(db_path) if db_path is not None else None)
     data = urllib.parse.urlencode({"root": str(Path(root).resolve())}).encode()
-    with urllib.request.urlopen(urllib.request.Request(marketplace_url.rstrip("/") + "/_media", data=data), timeout=30) as r:
-        prefix = json.loads(r.read())["prefix"]
+    request = urllib.request.Request(marketplace_url.rstrip("/") + "/_media", data=data, headers={KEY_HEADER: key or ""})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            prefix = json.loads(r.read())["prefix"]
+    except urllib.error.HTTPError as exc:
+        reason = exc.read().decode("utf-8", "replace")[:300]
+        if exc.code == 403:
+            raise UserError(f"the marketplace at {marketplace_url} refused to serve {root}'s media: it needs its key, "
+                            f"which is not in {db_path or 'this process'}; when it runs on another database, set "
+                            f"{ENV_VAR} to the key in that database (sqlite3 DB 'select key from marketplace_key')",
+                            field=ENV_VAR) from None
+        raise UserError(f"the marketplace at {marketplace_url} refused to serve {root}'s media: {reason}",
+                        file=str(root)) from None
     if prefix != local_media_prefix(root):
         raise RuntimeError(f"the marketplace serves {root} under {prefix}, not {local_media_prefix(root)}")
     return prefix

@@ -91,3 +91,7 @@ def run_until_done(ws, batch, url, crowd, passes=80):
         if result.done:
             return result
     raise AssertionError("harvest never finished")
+
+
+# Once, after the whole suite: no process a test started may outlive it (see tests/processes.py).
+from processes import pytest_sessionfinish  # noqa: E402,F401  (a hook, found by its name)

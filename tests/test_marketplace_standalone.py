@@ -1,5 +1,6 @@
 """The contract against the standalone server: `python -m annotate marketplace serve` in its own
-process, spoken to with boto3 only, then stopped with Ctrl-C (SIGINT) as a person would."""
+process, spoken to with boto3 only, then stopped with Ctrl-C (SIGINT) as a person would, or with
+SIGTERM, also when its parent ignores those signals (a script's background job)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import make_batch
 from conftest_marketplace import client, hit_params, html_question, http
+from processes import free_port, stop
 
 from annotate.config import load_batch
 from annotate.templates import QuestionRenderer
@@ -25,22 +27,26 @@ from annotate.templates import QuestionRenderer
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ignoring(signals: tuple[int, ...]):
+    """A preexec_fn: the child starts with these signals ignored, as a shell's background job does."""
+    def setup() -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+    return setup
 
 
 @contextmanager
-def serve(tmp_path: Path, *args: str) -> Iterator[str]:
-    """Run `annotate marketplace serve` on a free port; yield its URL; stop it with SIGINT."""
+def serve(tmp_path: Path, *args: str, stop_with: int = signal.SIGINT, ignored: tuple[int, ...] = ()) -> Iterator[str]:
+    """Run `annotate marketplace serve` on a free port; yield its URL; stop it with `stop_with`
+    (escalating to SIGKILL if it does not stop), and check that it stopped cleanly by itself."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANNOTATE_MARKETPLACE_FAULTS"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     log = open(tmp_path / f"serve-{port}.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "annotate", "--home", str(tmp_path / "home"), "marketplace",
                              "serve", "--port", str(port), "--db", str(tmp_path / f"m{port}.db"), *args],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
+                            preexec_fn=_ignoring(ignored) if ignored else None)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30
@@ -57,19 +63,11 @@ def serve(tmp_path: Path, *args: str) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            log.seek(0)
-            output = log.read()
-            log.close()
-    assert code == 0, output
+        code = stop(proc, stop_with, timeout=15)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert code == 0, f"exit {code} after {signal.Signals(stop_with).name}:\n{output}"
     assert "stopping" in output and "Traceback" not in output, output
 
 
@@ -154,3 +152,43 @@ def test_replay_crowd_from_the_command_line(tmp_path):
                "--annotation-prefix", "iris/") as url:
         answers = wait_answers(url, iris_hits(url, batch_dir, 3))
     assert answers == {f"iris/{item}": label for item, label in recorded.items()}
+
+
+@pytest.mark.parametrize("stop_with,ignored", [
+    (signal.SIGINT, (signal.SIGINT,)),  # `annotate marketplace serve &` in a script, then kill -INT
+    (signal.SIGTERM, ()),  # kill
+    (signal.SIGTERM, (signal.SIGINT, signal.SIGTERM)),
+], ids=["sigint-ignored-by-parent", "sigterm", "sigterm-ignored-by-parent"])
+def test_stops_cleanly_whatever_the_parent_ignores(tmp_path, stop_with, ignored):
+    with serve(tmp_path, "--crowd", "simulated", stop_with=stop_with, ignored=ignored) as url:
+        assert client(url, retries=False).get_account_balance()["AvailableBalance"] == "10000.00"
+
+
+def test_media_root_may_not_be_a_system_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from annotate.cli import cli
+
+    for root in ("/", "/etc"):
+        result = CliRunner().invoke(cli, ["--home", str(tmp_path), "marketplace", "serve", "--port", "0",
+                                          "--media-root", root])
+        assert result.exit_code == 2 and "system directory" in result.output, result.output
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_preview_serve_stops_cleanly_when_the_parent_ignores_sigint(tmp_path, stop_with):
+    batch_dir = make_batch(tmp_path, items=2)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "annotate", "preview", str(batch_dir), "--serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+                            preexec_fn=_ignoring((signal.SIGINT,)))
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("serving http://127.0.0.1:"), first + proc.stdout.read()
+        assert http("GET", first.split()[1])[0] == 200
+    finally:
+        code = stop(proc, stop_with, timeout=15)
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    assert code == 0 and "Traceback" not in rest, rest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from annotate.cli import cli
 from annotate.marketplace import MarketplaceServer
 from annotate.store import Store
 from conftest import make_batch
+from processes import stop
 
 SECRET_ID = "AKIAANNOTATETESTKEY01"
 SECRET_KEY = "annotate/test+secret/KEY/never-to-be-written-anywhere"
@@ -90,7 +92,11 @@ def test_overlapping_cron_harvests_never_both_run(ws, tmp_path):
             procs = [subprocess.Popen([sys.executable, "-m", "annotate", "--home", str(ws.home), "harvest", "--json"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
                      for _ in range(2)]
-            outs = [p.communicate(timeout=300) for p in procs]
+            try:
+                outs = [p.communicate(timeout=300) for p in procs]
+            finally:  # a hung harvest is stopped by its pid, not left running after the test
+                for p in procs:
+                    stop(p, signal.SIGTERM, timeout=10)
             assert all(p.returncode == 0 for p in procs), [e.decode()[-2000:] for _, e in outs]
             results = [json.loads(o.decode().strip().splitlines()[-1]) for o, _ in outs]
             busy += sum(r["busy"] for r in results)

@@ -54,8 +54,10 @@ def marketplace() -> None:
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
           answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
-          layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, seed: int, verbose: bool) -> None:
-    """Serve the marketplace until Ctrl-C."""
+          layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, seed: int,
+          verbose: bool) -> None:
+    """Serve the marketplace until Ctrl-C (SIGINT) or SIGTERM."""
+    from annotate.interrupt import stop_on_signals
     from annotate.marketplace import MarketplaceServer
     from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd
     from annotate.marketplace.faults import ENV_VAR, FaultSpec
@@ -74,46 +76,52 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
     if notification_endpoint is not None and not notification_endpoint.startswith(("http://", "https://")):
         raise UserError(f"{notification_endpoint!r} is not an http(s) URL", field="--notification-endpoint")
     path = Path(db_path) if db_path else workspace.ensure().marketplace_db
-    try:
-        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots,
-                                hit_layouts=hit_layouts, notification_endpoint=notification_endpoint)
-    except OSError as exc:
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
-    gold = load_gold(gold_from) if gold_from else {}
-    click.echo(f"requester endpoint: {srv.url}")
-    click.echo(f"worker pages:       {srv.worker_url}")
-    click.echo(f"database:           {path}")
-    if spec.active:
-        click.echo(f"faults:             {spec}")
-    for index, root in enumerate(srv.media.roots):
-        click.echo(f"media:              {srv.url}/media/{index}/ -> {root}")
-    for layout_id, file in zip(hit_layouts, layout_specs):
-        click.echo(f"HIT layout:         {layout_id} <- {file.partition('=')[2]}")
-    if srv.deliverer.endpoint_url:
-        click.echo(f"notifications to:   {srv.deliverer.endpoint_url}")
-    simulated: HTTPCrowd | None = None
-    if crowd == "simulated":
-        simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
-        click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
-                   f"{len(gold)} gold labels, seed {seed}")
-    elif crowd == "replay":
-        assert answers_csv is not None
+    # Ctrl-C, `kill -INT` and `kill` (SIGTERM) all stop the server, also when it runs as a script's
+    # background job (which starts with SIGINT ignored). Installed before the port listens, so a
+    # signal from whoever saw it listen is never lost; a second signal waits for the cleanup.
+    with stop_on_signals():
         try:
-            simulated = ReplayCrowd.from_csv(srv.url, answers_csv, lambda item: annotation_prefix + item, seed=seed)
-        except ReplayError as exc:
+            srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots,
+                                    hit_layouts=hit_layouts, notification_endpoint=notification_endpoint)
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
+        except ValueError as exc:  # a --media-root that may not be one: /, a system directory
+            raise UserError(str(exc), field="--media-root") from None
+        simulated: HTTPCrowd | None = None
+        try:
+            gold = load_gold(gold_from) if gold_from else {}
+            click.echo(f"requester endpoint: {srv.url}")
+            click.echo(f"worker pages:       {srv.worker_url}")
+            click.echo(f"database:           {path}")
+            if spec.active:
+                click.echo(f"faults:             {spec}")
+            for index, root in enumerate(srv.media.roots):
+                click.echo(f"media:              {srv.url}/media/{index}/ -> {root}")
+            for layout_id, file in zip(hit_layouts, layout_specs):
+                click.echo(f"HIT layout:         {layout_id} <- {file.partition('=')[2]}")
+            if srv.deliverer.endpoint_url:
+                click.echo(f"notifications to:   {srv.deliverer.endpoint_url}")
+            if crowd == "simulated":
+                simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
+                click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
+                           f"{len(gold)} gold labels, seed {seed}")
+            elif crowd == "replay":
+                assert answers_csv is not None
+                try:
+                    simulated = ReplayCrowd.from_csv(srv.url, answers_csv, lambda item: annotation_prefix + item,
+                                                     seed=seed)
+                except ReplayError as exc:
+                    raise UserError(str(exc), file=answers_csv) from None
+                click.echo(f"replay crowd:       {answers_csv}, annotations {annotation_prefix}<item>, seed {seed}")
+            if simulated is not None:
+                simulated.start()  # the socket already listens; requests wait for serve_forever
+            srv.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("stopping")
+        finally:
+            if simulated is not None:
+                simulated.stop()
             srv.stop()
-            raise UserError(str(exc), file=answers_csv) from None
-        click.echo(f"replay crowd:       {answers_csv}, annotations {annotation_prefix}<item>, seed {seed}")
-    if simulated is not None:
-        simulated.start()  # the socket already listens; requests wait for serve_forever
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopping")
-    finally:
-        if simulated is not None:
-            simulated.stop()
-        srv.stop()
 
 
 def _read_layouts(specs: tuple[str, ...]) -> dict[str, str]:

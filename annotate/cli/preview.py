@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from annotate.cli._common import emit_json, json_option
+from annotate.interrupt import stop_on_signals
 
 
 @click.command()
@@ -31,11 +32,12 @@ def preview(batch_dir, item, accept, html_out, screenshot, width, serve, as_json
         if not serve:
             return
         click.echo(f"serving {result.url}\n(Ctrl+C to stop)", err=as_json)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        with stop_on_signals():  # also SIGTERM, and SIGINT in a background job (started ignoring it)
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
 
     result = run(batch_dir, item, accept=accept, html_out=html_out, screenshot=screenshot, width=width, hold=hold)
     summary = {"item": result.item_id, "hit_id": result.hit_id, "question_bytes": result.question_bytes,

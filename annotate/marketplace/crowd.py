@@ -29,6 +29,7 @@ from typing import Any, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from annotate.marketplace.crowd_elements import parse_crowd_forms, task_answers_fields
+from annotate.marketplace.secret import KEY_HEADER, serving_key
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's preview value
 TEXT_TYPES = {"text", "email", "number", "search", "tel", "url", "date", "time", "datetime-local", "month",
@@ -222,8 +223,10 @@ class HTTPCrowd:
             params = [("format", "json"), ("limit", str(page_size))]
             params += [("after", after)] if after else []
             params += [("workerId", worker_id)] if worker_id else []
+            # A simulated worker is an oracle: the marketplace's key shows it each HIT's annotation.
+            key = serving_key(self._netloc)
             status, _, body = self._request("GET", "/worker/?" + urlencode(params),
-                                            headers={"Accept": "application/json"})
+                                            headers={"Accept": "application/json", **({KEY_HEADER: key} if key else {})})
             if status != 200:
                 raise RuntimeError(f"HIT listing answered HTTP {status}: {body[:200]!r}")
             page = json.loads(body)

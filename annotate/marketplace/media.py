@@ -1,11 +1,18 @@
 """Local media for local items: `GET /media/<root>/<relative path>` serves files under the
-directories the requester registered (MarketplaceServer(media_roots=...), `serve --media-root`, or
-`POST /_media` with `root=<directory>`), so a HIT on the local marketplace can show a local image
-by URL instead of inlining it.
+directories the requester registered, so a HIT on the local marketplace can show a local image by
+URL instead of inlining it. Two kinds of root:
 
-A root is addressed by its index in this process, or by its name: the first 16 hex digits of the
-SHA-256 of its absolute path. Names are the same in every process and are kept in the marketplace's
-database, so a HIT rendered with `/media/<name>/…` works on whichever server later shows it.
+- operator roots, given when the server starts (MarketplaceServer(media_roots=...),
+  `serve --media-root`): any directory but `/` and system directories, every file in it, for the
+  life of that process, addressed by index (/media/0/…) or name;
+- batch roots, registered by annotate when it posts (`POST /_media` with `root=<directory>` and
+  the marketplace's key, see secret.py): only a batch directory (one holding batch.toml), only its
+  media files (images, audio, video, PDF, plain text; never batch.toml, the items or templates),
+  kept in the marketplace's database so the HITs work on whichever server later shows them.
+
+A root's name is the first 16 hex digits of the SHA-256 of its resolved path. A batch root read back
+from the database is checked again before it serves anything, so a registration an older
+marketplace accepted (any directory, from anyone) serves nothing; rows that fail are deleted.
 
 Only regular files inside a root are served: the path is resolved (symlinks followed) and must stay
 inside the resolved root, so `..`, absolute paths and symlinks out of the root all answer 404.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -22,6 +30,12 @@ from typing import Sequence
 from urllib.parse import quote, unquote
 
 PREFIX = "/media/"
+BATCH_FILE = "batch.toml"
+# Trees no batch belongs in (beside `/` and every top-level directory itself, which are refused too).
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                 "/sbin", "/sys", "/usr/bin", "/usr/lib", "/usr/sbin")
+# What a batch root serves: what a HIT shows. Not the batch's own files (items carry gold labels).
+_BATCH_MEDIA = ("image/", "audio/", "video/", "text/plain", "application/pdf")
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -31,15 +45,51 @@ def root_name(root: str | Path) -> str:
     return hashlib.sha256(str(Path(root).expanduser().resolve()).encode("utf-8")).hexdigest()[:16]
 
 
+class MediaRootError(ValueError):
+    """A directory that may not be a media root, with the reason."""
+
+
+def _system_directory(path: Path) -> bool:
+    """`/`, a top-level directory, the home directory itself, or anything inside a system tree."""
+    if path == Path(path.anchor) or path.parent == Path(path.anchor):
+        return True
+    home = os.path.expanduser("~")
+    if home != "~" and path == Path(home).resolve():
+        return True
+    return any(path.is_relative_to(tree) for tree in _SYSTEM_TREES)
+
+
+def check_root(root: str | Path, batch: bool) -> Path:
+    """The resolved directory, or MediaRootError: not a directory, a system directory, or (for a
+    batch root) no batch.toml in it."""
+    try:
+        path = Path(root).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:
+        raise MediaRootError(f"media root {root}: {exc}") from None
+    if not path.is_dir():
+        raise MediaRootError(f"media root {root} is not a directory")
+    if _system_directory(path):
+        raise MediaRootError(f"media root {root} is {path}, a system directory")
+    if batch and not (path / BATCH_FILE).is_file():
+        raise MediaRootError(f"media root {root} is not a batch directory (it has no {BATCH_FILE})")
+    return path
+
+
 class MediaFiles:
     def __init__(self, roots: Sequence[str | Path] = (), db_path: str | Path | None = None):
         self._roots: list[Path] = []
-        self._named: dict[str, Path] = {}
+        self._named: dict[str, Path] = {}  # the operator's roots and the batch roots checked so far
+        self._operator: set[Path] = set()
         self._lock = threading.Lock()
         self._db_path = str(db_path) if db_path is not None else None
         if self._db_path:
             with self._db() as conn:
                 conn.execute("create table if not exists media_roots (name text primary key, path text not null)")
+                rows = conn.execute("select name, path from media_roots").fetchall()
+                # Registrations an older marketplace accepted from anyone, for any directory, go;
+                # a batch directory that is only missing now may come back, so it stays.
+                bad = [name for name, path in rows if Path(path).exists() and self._checked(name, path) is None]
+                conn.executemany("delete from media_roots where name = ?", [(name,) for name in bad])
         for root in roots:
             self.add_root(root)
 
@@ -49,9 +99,25 @@ class MediaFiles:
         return conn
 
     def register(self, root: str | Path) -> str:
-        """Register a directory by name (kept in the database); returns its URL prefix /media/<name>/."""
-        self.add_root(root)
-        return f"{PREFIX}{root_name(root)}/"
+        """Register a batch directory by name (kept in the database); returns its URL prefix
+        /media/<name>/. MediaRootError for anything but a batch directory."""
+        path = check_root(root, batch=True)
+        name = root_name(path)
+        if self._db_path:
+            with self._db() as conn:
+                conn.execute("insert or replace into media_roots (name, path) values (?, ?)", (name, str(path)))
+        with self._lock:
+            self._named.setdefault(name, path)
+        return f"{PREFIX}{name}/"
+
+    @staticmethod
+    def _checked(name: str, path: str) -> Path | None:
+        """A batch root read back from the database, if it still is one under its own name."""
+        try:
+            resolved = check_root(path, batch=True)
+        except MediaRootError:
+            return None
+        return resolved if root_name(resolved) == name else None
 
     def _by_name(self, name: str) -> Path | None:
         with self._lock:
@@ -61,31 +127,28 @@ class MediaFiles:
             return None
         with self._db() as conn:
             row = conn.execute("select path from media_roots where name = ?", (name,)).fetchone()
-        if row is None or not Path(row[0]).is_dir():
+        found = self._checked(name, row[0]) if row is not None else None
+        if found is None:
             return None
         with self._lock:
-            self._named[name] = Path(row[0])
-        return Path(row[0])
+            self._named[name] = found
+        return found
 
     @property
     def roots(self) -> list[Path]:
         return list(self._roots)
 
     def add_root(self, root: str | Path) -> int:
-        """Register a directory; returns its index in /media/<index>/ (the same directory keeps its index)."""
-        path = Path(root).expanduser().resolve()
-        if not path.is_dir():
-            raise ValueError(f"media root {root} is not a directory")
+        """An operator's root, for this process only: returns its index in /media/<index>/ (the same
+        directory keeps its index). MediaRootError for `/`, a system directory or a non-directory."""
+        path = check_root(root, batch=False)
         with self._lock:
             self._named[root_name(path)] = path
+            self._operator.add(path)
             if path in self._roots:
                 return self._roots.index(path)
             self._roots.append(path)
-            index = len(self._roots) - 1
-        if self._db_path:
-            with self._db() as conn:
-                conn.execute("insert or replace into media_roots (name, path) values (?, ?)", (root_name(path), str(path)))
-        return index
+            return len(self._roots) - 1
 
     def url_path(self, file: str | Path) -> str:
         """The /media/... path of a file under a registered root (ValueError if it is under none)."""
@@ -117,6 +180,11 @@ class MediaFiles:
             return None
         if not candidate.is_relative_to(root) or not candidate.is_file():
             return None
+        if root not in self._operator:  # a batch root: the pictures, not the batch
+            kind = mimetypes.guess_type(candidate.name)[0] or ""
+            hidden = any(part.startswith(".") for part in candidate.relative_to(root).parts)
+            if hidden or not kind.startswith(_BATCH_MEDIA):
+                return None
         return candidate
 
     def handle(self, method: str, url_path: str) -> Response | None:
@@ -136,11 +204,16 @@ class MediaFiles:
 
 
 def register_media(media: MediaFiles, form: list[tuple[str, str]]) -> Response:
-    """POST /_media root=<absolute directory>: 200 with {"prefix": "/media/<name>/"}, or 400."""
+    """POST /_media root=<absolute batch directory> (the caller has checked the key): 200 with
+    {"prefix": "/media/<name>/"}, or 400 with the reason."""
     import json
 
     roots = [v for k, v in form if k == "root"]
-    if len(roots) != 1 or not Path(roots[0]).is_absolute() or not Path(roots[0]).is_dir():
+    if len(roots) != 1 or not Path(roots[0]).is_absolute():
         return 400, {"Content-Type": "application/json"}, json.dumps(
-            {"error": "give one root=<absolute path of an existing directory>"}).encode()
-    return 200, {"Content-Type": "application/json"}, json.dumps({"prefix": media.register(roots[0])}).encode()
+            {"error": "give one root=<absolute path of a batch directory>"}).encode()
+    try:
+        prefix = media.register(roots[0])
+    except MediaRootError as exc:
+        return 400, {"Content-Type": "application/json"}, json.dumps({"error": str(exc)}).encode()
+    return 200, {"Content-Type": "application/json"}, json.dumps({"prefix": prefix}).encode()

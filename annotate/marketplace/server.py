@@ -1,6 +1,12 @@
 """The marketplace's HTTP server: the requester API on `POST /`, worker pages elsewhere,
 registered local media under `/media/`.
 
+Every other request that changes state (accept, submit, `POST /_media`, any POST but the requester
+API's) must come from the marketplace's own pages or from a program, never from another web page
+(origin.py); `POST /_media` also needs the marketplace's key (secret.py). Request bodies are
+bounded: a Content-Length that is not a plain number answers 400, one over 8 MB 413, before a byte
+of the body is read; chunked bodies are read up to the same bound.
+
     srv = MarketplaceServer(db_path, host="127.0.0.1", port=0, clock=None,
                             faults=None, media_roots=()).start()
     boto3.client("mturk", endpoint_url=srv.url, region_name="us-east-1", ...)
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -30,11 +37,24 @@ from annotate.marketplace.faults import ENV_VAR, Faults, FaultSpec
 from annotate.marketplace.media import MediaFiles, register_media
 from annotate.marketplace.models import Marketplace
 from annotate.marketplace.notifications import Deliverer
+from annotate.marketplace.origin import foreign
 from annotate.marketplace.responses import MTurkResponses, service_model
-from annotate.marketplace.worker import WorkerSite, parse_form
+from annotate.marketplace.secret import KEY_HEADER, ensure_key, key_matches, publish, withdraw
+from annotate.marketplace.worker import SUBMIT_PATH, WorkerSite, parse_form
 
 log = logging.getLogger("annotate.marketplace")
 MAX_BODY = 8 * 1024 * 1024
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+class _Refused(Exception):
+    """A request refused before it is routed: the status and the reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -58,19 +78,63 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _body(self) -> bytes | None:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _body(self) -> bytes:
+        """The request body, or _Refused: never more than MAX_BODY bytes read, whatever the headers say."""
+        lengths = self.headers.get_all("Content-Length") or []
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        if encodings:
+            if lengths:  # which one frames the body is how requests are smuggled: neither
+                raise _Refused(400, "Content-Length and Transfer-Encoding together")
+            if [e.strip().lower() for e in encodings] != ["chunked"]:
+                raise _Refused(501, f"Transfer-Encoding {', '.join(encodings)} is not supported (only chunked)")
+            return self._chunked()
+        if not lengths:
+            return b""
+        if len(lengths) > 1:
+            raise _Refused(400, "more than one Content-Length")
+        raw = lengths[0].strip().encode("latin-1", "replace")
+        if not _DIGITS.fullmatch(raw):
+            if raw.isdigit():  # more digits than any length could need
+                raise _Refused(413, "request body too large")
+            raise _Refused(400, f"Content-Length {lengths[0]!r} is not a number of bytes")
+        length = int(raw)
         if length > MAX_BODY:
-            return None
-        return self.rfile.read(length) if length else b""
+            raise _Refused(413, "request body too large")
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise _Refused(400, "the body is shorter than its Content-Length")
+        return body
+
+    def _chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                raise _Refused(400, "malformed chunk")
+            size_text = line.split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise _Refused(400, "malformed chunk size")
+            size = int(size_text, 16)
+            if size == 0:
+                for _ in range(64):  # trailer fields, then the blank line
+                    if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                        return bytes(body)
+                raise _Refused(400, "too many trailer fields")
+            if len(body) + size > MAX_BODY:
+                raise _Refused(413, "request body too large")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _Refused(400, "malformed chunk")
+            body += chunk
 
     def _handle(self) -> None:
         marketplace = self.server.marketplace
         try:
-            body = self._body()
-            if body is None:
-                self.close_connection = True
-                self._send(413, {"Content-Type": "text/plain"}, b"request body too large")
+            try:
+                body = self._body()
+            except _Refused as refused:
+                self.close_connection = True  # the rest of the body, if any, is never read
+                self._send(refused.status, {"Content-Type": "text/plain"}, refused.message.encode("utf-8"))
                 return
             split = urlsplit(self.path)
             target = self.headers.get("X-Amz-Target")
@@ -81,15 +145,26 @@ class _Handler(BaseHTTPRequestHandler):
             if media is not None:
                 self._send(*media)
                 return
-            if self.command == "POST" and split.path == "/_media":
-                # The local emulator's own extension (no MTurk counterpart): the requester on this
-                # machine registers a directory whose files HITs may show.
-                self._send(*register_media(marketplace.media, parse_form(self.headers.get("Content-Type") or "", body)))
-                return
+            query = parse_qsl(split.query, keep_blank_values=True)
             form = parse_form(self.headers.get("Content-Type") or "", body) if self.command == "POST" else []
+            if self.command == "POST" or split.path == SUBMIT_PATH:
+                why = foreign(self.headers, self.server.server_address[0])
+                # MTurk's ExternalQuestion: the requester's own site posts the answer from its origin.
+                if why is not None and not (split.path == SUBMIT_PATH and marketplace.site.from_external_site(
+                        form if self.command == "POST" else query, self.headers)):
+                    self._send(*marketplace.site.refused(why, self.headers, query))
+                    return
+            if self.command == "POST" and split.path == "/_media":
+                # The local emulator's own extension (no MTurk counterpart): annotate, holding the
+                # marketplace's key, registers a batch directory whose files HITs may show.
+                if not key_matches(marketplace.key, self.headers.get(KEY_HEADER)):
+                    self._send(403, {"Content-Type": "application/json"},
+                               b'{"error": "registering media needs the marketplace\'s key (header X-Annotate-Key)"}')
+                    return
+                self._send(*register_media(marketplace.media, form))
+                return
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
-            answer = marketplace.site.handle(self.command, split.path, parse_qsl(split.query, keep_blank_values=True),
-                                             form, self.headers, f"http://{host}")
+            answer = marketplace.site.handle(self.command, split.path, query, form, self.headers, f"http://{host}")
             if answer is None:
                 self._send(404, {"Content-Type": "text/plain"}, b"not found")
             else:
@@ -146,9 +221,10 @@ class MarketplaceServer:
         spec = faults if isinstance(faults, FaultSpec) else FaultSpec.parse(faults)
         self.faults: Faults | None = Faults(spec) if spec.active else None
         self.backend = Marketplace(db_path, clock=clock)
+        self.key = ensure_key(db_path)
         self.media = MediaFiles(media_roots, db_path=db_path)
         self.responses = MTurkResponses(self.backend)
-        self.site = WorkerSite(self.backend)
+        self.site = WorkerSite(self.backend, key=self.key)
         for layout_id, layout in (hit_layouts or {}).items():
             self.register_layout(layout_id, layout)
         # Notifications go out from a thread of their own (None: the endpoint named by the
@@ -159,6 +235,7 @@ class MarketplaceServer:
         self._httpd.marketplace = self
         self._httpd.verbose = verbose
         self._thread: threading.Thread | None = None
+        publish(urlsplit(self.url).netloc, self.key)  # for the crowds this process runs beside it
 
     @property
     def url(self) -> str:
@@ -209,6 +286,7 @@ class MarketplaceServer:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
+        withdraw(urlsplit(self.url).netloc)
         self._httpd.server_close()
         self.deliverer.stop()
         self.backend.close()

@@ -2,12 +2,15 @@
 externalSubmit, return, and the requester's messages (NotifyWorkers). Plain HTML pages (JSON on
 request, for the simulated crowd).
 
-Everything that came from a requester or a worker is HTML-escaped wherever it is shown.
+Everything that came from a requester or a worker is HTML-escaped wherever it is shown. Workers
+never see what is the requester's own (the RequesterAnnotation); worker ids are what MTurk issues.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -17,9 +20,27 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from annotate.marketplace import crowd_elements, worker_messages
 from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError, parse_question
+from annotate.marketplace.origin import origin_of
+from annotate.marketplace.secret import KEY_HEADER, key_matches
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MAX_LISTING = 1000
+SUBMIT_PATH = "/mturk/externalSubmit"
+# MTurk's own rule for a WorkerId (the botocore model's CustomerId: ^A[A-Z0-9]+$, at most 64).
+# ASCII only: a Cyrillic or fullwidth look-alike is another worker to the eye of no one.
+WORKER_ID = re.compile(r"A[A-Z0-9]{1,63}")
+
+
+def check_worker_id(worker_id: str) -> str:
+    """The worker id, or WorkerError 400 saying what is wrong with it."""
+    if WORKER_ID.fullmatch(worker_id):
+        return worker_id
+    foreign = next((c for c in worker_id if not c.isascii() or not c.isprintable()), None)
+    why = ""
+    if foreign is not None:
+        why = f" It contains U+{ord(foreign):04X} {unicodedata.name(foreign, 'a control character')}."
+    raise WorkerError(400, f"{ascii(worker_id)} is not a worker id: MTurk's are A followed by 1 to 63 ASCII "
+                           f"capital letters and digits, like A1B2C3D4E5F6G7.{why}", "InvalidWorkerId")
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -86,8 +107,9 @@ def _with_params(url: str, params: Sequence[tuple[str, str]]) -> str:
 
 
 class WorkerSite:
-    def __init__(self, backend: Marketplace):
+    def __init__(self, backend: Marketplace, key: str | None = None):
         self.backend = backend
+        self.key = key  # the marketplace's own crowds send it to learn each HIT's RequesterAnnotation
 
     def handle(self, method: str, path: str, query: list[tuple[str, str]], form: list[tuple[str, str]],
                headers: Mapping[str, str], base_url: str) -> Response | None:
@@ -96,20 +118,21 @@ class WorkerSite:
         q = dict(query)
         try:
             if method == "GET" and path in ("/", "/worker", "/worker/"):
+                requester = self.key is not None and key_matches(self.key, headers.get(KEY_HEADER))
                 return self.index(q.get("workerId"), q.get("format") == "json" or wants_json,
-                                  q.get("after"), q.get("limit"))
+                                  q.get("after"), q.get("limit"), requester=requester)
             if method == "GET" and path == "/worker/preview":
                 return self.preview(q.get("hitId", ""))
             if method == "POST" and path == "/worker/accept":
                 f = dict(form)
-                return self.accept(f.get("hitId", ""), f.get("workerId", ""), base_url, wants_json)
+                return self.accept(f.get("hitId", ""), check_worker_id(f.get("workerId", "")), base_url, wants_json)
             if method == "GET" and path == "/worker/task":
                 return self.task(query, base_url)
             if method == "POST" and path == "/worker/return":
                 return self.return_assignment(dict(form).get("assignmentId", ""), wants_json)
             if method == "GET" and path == "/worker/messages":
                 return self.messages(q.get("workerId", ""), wants_json)
-            if method in ("GET", "POST") and path == "/mturk/externalSubmit":
+            if method in ("GET", "POST") and path == SUBMIT_PATH:
                 return self.external_submit(form if method == "POST" else query, wants_json)
             if method == "GET" and path == crowd_elements.LOCAL_SCRIPT:
                 return 200, {"Content-Type": "text/javascript; charset=utf-8",
@@ -120,10 +143,33 @@ class WorkerSite:
             return _error(exc, wants_json)
         return None
 
+    def refused(self, why: str, headers: Mapping[str, str], query: list[tuple[str, str]]) -> Response:
+        """403 for a state-changing request from another site's page."""
+        wants_json = "application/json" in (headers.get("Accept") or "") or dict(query).get("format") == "json"
+        return _error(WorkerError(403, f"Refused: {why}. Use the marketplace's own pages.", "CrossOriginRequest"),
+                      wants_json)
+
+    def from_external_site(self, fields: list[tuple[str, str]], headers: Mapping[str, str]) -> bool:
+        """Whether a cross-origin submission comes from the site of its HIT's ExternalQuestion (the
+        page MTurk sent the worker to, which posts back to externalSubmit as MTurk's docs say)."""
+        sender = origin_of(headers.get("Origin") or "") or origin_of(headers.get("Referer") or "")
+        assignment_id = next((v for k, v in fields if k == "assignmentId"), "")
+        if sender is None or not assignment_id or assignment_id == PREVIEW_ASSIGNMENT_ID:
+            return False
+        try:
+            question = self.backend.task(assignment_id)["question"]
+        except WorkerError:
+            return False
+        external = _external(question)
+        return external is not None and origin_of(external["url"]) == sender
+
     def index(self, worker_id: str | None, as_json: bool, after: str | None = None,
-              limit: str | None = None) -> Response:
+              limit: str | None = None, requester: bool = False) -> Response:
         """The HITs on offer, oldest first, a page at a time (`limit`, at most 1000; `after`: the
-        last HIT id of the previous page). JSON carries `next` when another page follows."""
+        last HIT id of the previous page). JSON carries `next` when another page follows. Each
+        HIT's RequesterAnnotation only for the `requester` (a request with the marketplace's key)."""
+        if worker_id:
+            check_worker_id(worker_id)
         if limit is None:
             size = MAX_LISTING
         elif limit.isdigit() and 1 <= int(limit) <= MAX_LISTING:
@@ -135,6 +181,8 @@ class WorkerSite:
         hits = self.backend.available_hits(worker_id, size + 1, after or None)
         more = len(hits) > size
         hits = hits[:size]
+        if not requester:
+            hits = [{k: v for k, v in h.items() if k != "requesterAnnotation"} for h in hits]
         if as_json:
             page: dict[str, Any] = {"hits": hits}
             if more:
