@@ -14,7 +14,7 @@ from annotate.errors import UserError
 from annotate.sagemaker import (TrainingSettings, deploy_aws, plan_training, predict, prepare_deploy_aws,
                                 run_training, teardown, teardown_steps)
 from annotate.sagemaker.endpoint import load_record
-from test_training_support import IRIS_FEATURES, digits_export, iris_export, manifest_lines, write_manifest
+from test_training_support import IRIS_FEATURES, boxes_export, digits_export, iris_export, manifest_lines, write_manifest
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 PREFIX = "s3://annotate-test/jobs"
@@ -73,7 +73,7 @@ def test_image_classification_request(aws, tmp_path):
         "HyperParameters": {"num_classes": "3", "num_training_samples": "120", "image_shape": "3,224,224",
                             "num_layers": "18", "use_pretrained_model": "1", "epochs": "10",
                             "learning_rate": "0.001", "mini_batch_size": "32",
-                            "augmentation_type": "crop_color_transform"},
+                            "augmentation_type": "crop_color_transform", "resize": "224"},
     }]
     s3 = aws.client("s3")
     body = s3.get_object(Bucket="annotate-test", Key="jobs/iris-ic-1/input/train.manifest")["Body"].read()
@@ -83,20 +83,21 @@ def test_image_classification_request(aws, tmp_path):
 
 
 def test_object_detection_and_segmentation_hyperparameters(aws, tmp_path):
-    export = iris_export(tmp_path / "export")
-    od = plan_training(export, settings(hyperparameters={"epochs": 5}), region="eu-west-1",
+    export = boxes_export(tmp_path / "export", n=150)
+    od = plan_training(export, settings(hyperparameters={"object-detection": {"epochs": 5}}), region="eu-west-1",
                        algorithm="object-detection", job="od-1").request
     assert od["AlgorithmSpecification"]["TrainingImage"] == \
         "685385470294.dkr.ecr.eu-west-1.amazonaws.com/object-detection:1"
     hp = od["HyperParameters"]
     assert (hp["base_network"], hp["use_pretrained_model"], hp["num_classes"], hp["num_training_samples"],
-            hp["epochs"]) == ("resnet-50", "1", "3", "120", "5")
+            hp["epochs"]) == ("resnet-50", "1", "2", "120", "5")
     assert all(isinstance(v, str) for v in hp.values())
 
     # Semantic segmentation reads the mask reference, `<attribute>-ref`.
     records = [{"source-ref": f"s3://b/img{i}.jpg", "turtles-ref": f"s3://b/out/{i}_x.png",
                 "turtles-ref-metadata": {"internal-color-map": {"0": {"class-name": "BACKGROUND"},
-                                                                 "1": {"class-name": "Turtle"}}}}
+                                                                 "1": {"class-name": "Turtle"}},
+                                         "type": "groundtruth/semantic-segmentation"}}
                for i in range(10)]
     write_manifest(tmp_path / "seg.manifest", records)
     seg_export = {"train_manifest": tmp_path / "seg.manifest", "label_attribute": "turtles", "labels": []}

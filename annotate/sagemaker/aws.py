@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from annotate.errors import UserError
 from annotate.sagemaker import requests as rq
+from annotate.sagemaker.algorithms import check_task_type
 from annotate.sagemaker.data import export_path, export_value, read_manifest, summarise_csv, summarise_manifest
 from annotate.sagemaker.local import TrainingFailed, TrainingResult, save_job
 from annotate.sagemaker.settings import (BUILTINS, DEFAULT_ALGORITHM, DEFAULT_BUILTIN_INSTANCE,
@@ -120,29 +121,43 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
             raise UserError("the export has no augmented manifest: export with the manifest format first")
         validation_manifest = export_path(export, "validation_manifest")
         train = summarise_manifest(train_manifest, label_attribute, algorithm)
-        if validation_manifest:
-            summarise_manifest(validation_manifest, label_attribute, algorithm)
+        check_task_type(algorithm, train.task_type, file=str(train_manifest), line=1)
+        validation = summarise_manifest(validation_manifest, label_attribute, algorithm) if validation_manifest else None
+        if validation:
+            check_task_type(algorithm, validation.task_type, file=str(validation_manifest), line=1)
         classes = labels or [train.class_names[i] for i in sorted(train.class_names)]
+        if algorithm == "semantic-segmentation":
+            # Mask pixels hold 0 (background) to len(labels): the algorithm counts background as a class.
+            names = {**train.class_names, **(validation.class_names if validation else {})}
+            if labels and not any(str(label).upper() == "BACKGROUND" for label in labels):
+                classes = ["BACKGROUND", *labels]
+            if len(names) > len(classes):
+                classes = [names[i] for i in sorted(names)]
         if not classes:
             raise UserError("cannot tell the number of classes: the export lists no labels", field="labels")
         uploads, uris = [], {}
-        images: dict[str, str] = {}
+        files: dict[str, str] = {}
+        sizes: list[tuple[int, int]] | None = []
         for channel, path in (("train", train_manifest), ("validation", validation_manifest)):
             if path is None:
                 continue
-            body = _rewrite_local_sources(path, f"{base}/images", images, uploads)
+            body, channel_sizes = _rewrite_local_refs(path, f"{base}/files", files, uploads,
+                                                      measure=algorithm == "image-classification")
+            if channel == "train":
+                sizes = channel_sizes
             uri = f"{base}/input/{channel}.manifest"
             uploads.append(Upload(uri, path=None if body else path, body=body,
-                                  description=f"{path.name} with local source-refs pointing to S3"))
+                                  description=f"{path.name} with local file references pointing to S3"))
             uris[channel] = uri
-        # Images first, manifests last: a manifest never points at a missing object.
+        # Files first, manifests last: a manifest never points at a missing object.
         uploads.sort(key=lambda u: u.destination.endswith(".manifest"))
         request = rq.builtin_training_request(
             name=name, algorithm=algorithm, region=region, role_arn=role_arn, output_uri=output_uri,
             train_manifest_uri=uris["train"], validation_manifest_uri=uris.get("validation"),
             attribute_names=train.attribute_names, num_classes=len(classes), num_training_samples=train.records,
             instance_type=instance_type or settings.instance_type or DEFAULT_BUILTIN_INSTANCE,
-            hyperparameters=settings.hyperparameters)
+            hyperparameters=settings.hyperparameters_for(algorithm), image_sizes=sizes,
+            num_validation_samples=validation.records if validation else None)
         return TrainingPlan(algorithm, region, request, uploads, classes, [], label_attribute)
 
     train_csv = export_path(export, "train_csv") or export_path(export, "csv")
@@ -162,31 +177,53 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
     request = rq.framework_training_request(
         name=name, algorithm=algorithm, region=region, role_arn=role_arn, output_uri=output_uri,
         train_uri=f"{base}/input/train/", validation_uri=f"{base}/input/validation/" if validation_csv else None,
-        source_uri=source_uri, script_values=rq.script_hyperparameters(settings.features, labels,
-                                                                       settings.hyperparameters),
+        source_uri=source_uri, script_values=rq.script_hyperparameters(
+            settings.features, labels, settings.hyperparameters_for(algorithm)),
         instance_type=instance_type or settings.instance_type or DEFAULT_FRAMEWORK_INSTANCE)
     return TrainingPlan(algorithm, region, request, uploads, labels, list(settings.features), label_attribute)
 
 
-def _rewrite_local_sources(path: Path, images_uri: str, images: dict[str, str], uploads: list[Upload]) -> bytes | None:
-    """A manifest whose source-refs are local files (the local marketplace's) cannot be read by
-    SageMaker: plan each image's upload and return the manifest pointing at S3 (None if all S3)."""
+def _rewrite_local_refs(path: Path, files_uri: str, files: dict[str, str], uploads: list[Upload], *,
+                        measure: bool = False) -> tuple[bytes | None, list[tuple[int, int]] | None]:
+    """SageMaker reads only S3: plan the upload of every local file a manifest line references
+    (`source-ref` and each `<attribute>-ref`, e.g. a segmentation mask) and return the manifest
+    pointing at S3 (None if it already did), with the images' (width, height) when `measure`
+    (None when some image is in S3 and unseen)."""
     lines, changed = [], False
+    sizes: list[tuple[int, int]] | None = [] if measure else None
     for number, record in read_manifest(path):
-        source = record["source-ref"]
-        if not str(source).startswith("s3://"):
-            local = (path.parent / source) if not Path(source).is_absolute() else Path(source)
-            if not local.exists():
-                raise UserError(f"source-ref file not found: {source}", file=str(path), line=number,
-                                field="source-ref")
-            if str(local) not in images:
+        record = dict(record)
+        for key, ref in list(record.items()):
+            if not key.endswith("-ref") or not isinstance(ref, str):
+                continue
+            if ref.startswith("s3://"):
+                if key == "source-ref":
+                    sizes = None
+                continue
+            local = (path.parent / ref) if not Path(ref).is_absolute() else Path(ref)
+            if not local.is_file():
+                raise UserError(f"{key} file not found: {ref}", file=str(path), line=number, field=key)
+            if str(local) not in files:
                 digest = hashlib.sha1(str(local.resolve()).encode()).hexdigest()[:8]
-                images[str(local)] = f"{images_uri}/{digest}-{local.name}"
-                uploads.append(Upload(images[str(local)], path=local))
-            record = {**record, "source-ref": images[str(local)]}
+                files[str(local)] = f"{files_uri}/{digest}-{local.name}"
+                uploads.append(Upload(files[str(local)], path=local))
+            if key == "source-ref" and sizes is not None:
+                sizes.append(_image_size(local, path, number))
+            record[key] = files[str(local)]
             changed = True
         lines.append(json.dumps(record))
-    return ("\n".join(lines) + "\n").encode() if changed else None
+    return (("\n".join(lines) + "\n").encode() if changed else None), (sizes or None)
+
+
+def _image_size(image: Path, manifest: Path, line: int) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as opened:  # reads the header only
+            return opened.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"source-ref is not a readable image: {image} ({exc})", file=str(manifest), line=line,
+                        field="source-ref") from None
 
 
 def upload(plan: TrainingPlan, s3_client, *, create_default_bucket: bool = True) -> None:

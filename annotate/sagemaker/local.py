@@ -150,7 +150,7 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
     program = FRAMEWORKS[algorithm]
     channels = ["train"] + (["validation"] if validation else [])
     encoded = rq.encode_hyperparameters({
-        **rq.script_hyperparameters(settings.features, labels, settings.hyperparameters),
+        **rq.script_hyperparameters(settings.features, labels, settings.hyperparameters_for(algorithm)),
         "sagemaker_program": program, "sagemaker_submit_directory": str(source),
     })
 
