@@ -169,6 +169,7 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
         raise UserError("no labelled items to train on", file=str(train_csv))
     if validation_csv:
         summarise_csv(validation_csv, settings.features)
+    rq.check_script_hyperparameters(algorithm, settings.hyperparameters_for(algorithm), training_dir())
     uploads = [Upload(f"{base}/input/train/train.csv", path=train_csv)]
     if validation_csv:
         uploads.append(Upload(f"{base}/input/validation/validation.csv", path=validation_csv))

@@ -142,6 +142,7 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
     validation = summarise_csv(validation_csv, settings.features) if validation_csv else None
     labels = list(export_value(export, "labels", [])) or _names(train, validation)
 
+    rq.check_script_hyperparameters(algorithm, settings.hyperparameters_for(algorithm), training_dir())
     name = job or rq.job_name(batch, algorithm)
     work = jobs_dir(home) / name
     if work.exists():
@@ -168,7 +169,7 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
         archive.extractall(work / "code", filter="data")
 
     decoded = rq.decode_hyperparameters(encoded)
-    command = [python or sys.executable, program, *rq.to_cmd_args(decoded)]
+    command = [python or sys.executable, program, *rq.to_cmd_args(rq.toolkit_hyperparameters(encoded))]
     env = _environment(work, channels, decoded, program)
     result = TrainingResult(job_name=name, algorithm=algorithm, target="local", labels=labels,
                             features=list(settings.features), label_attribute=export_value(export, "label_attribute"),

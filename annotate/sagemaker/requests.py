@@ -74,17 +74,73 @@ def decode_hyperparameters(encoded: Mapping[str, str]) -> dict[str, Any]:
     return decoded
 
 
+def toolkit_hyperparameters(encoded: Mapping[str, str]) -> dict[str, Any]:
+    """The user hyperparameters as the SageMaker training toolkit hands them to the script: each
+    value of hyperparameters.json JSON-decoded (left as text when it is not JSON), and the
+    toolkit's own `sagemaker_*` settings taken out."""
+    return {k: v for k, v in decode_hyperparameters(encoded).items() if not k.startswith("sagemaker_")}
+
+
+def _arg_text(value: Any) -> str:
+    # The toolkit writes None as an empty string, bytes as latin-1 text, everything else as str().
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin1")
+    return str(value)
+
+
 def to_cmd_args(hyperparameters: Mapping[str, Any]) -> list[str]:
-    """The command line the SageMaker training toolkit builds: sorted `--key value`, sagemaker_* left out."""
+    """The script's command line as the SageMaker training toolkit builds it: keys sorted, each
+    `--name value`, except that a one-letter name becomes `-n` (so `C` arrives as `-C`); a
+    mapping value becomes `k=v,k=v`. Keys starting with `sagemaker_` never reach the script."""
     args = []
     for key in sorted(hyperparameters):
         if key.startswith("sagemaker_"):
             continue
+        name = _arg_text(key)
         value = hyperparameters[key]
         if isinstance(value, Mapping):
             value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
-        args += [f"--{key}" if len(key) > 1 else f"-{key}", str(value)]
+        args += [(f"--{name}" if len(name) > 1 else f"-{name}") if name else "", _arg_text(value)]
     return args
+
+
+def option_name(key: str) -> str:
+    """The option string a hyperparameter arrives as (see to_cmd_args)."""
+    return f"--{key}" if len(key) > 1 else f"-{key}"
+
+
+def script_options(algorithm: str, source_dir: Path) -> set[str]:
+    """The option strings a training script's parser defines (its build_parser())."""
+    import importlib.util
+    import sys
+
+    script = Path(source_dir) / FRAMEWORKS[algorithm]
+    spec = importlib.util.spec_from_file_location(f"annotate_script_{algorithm}", script)
+    module = importlib.util.module_from_spec(spec)
+    added = str(source_dir) not in sys.path
+    if added:
+        sys.path.insert(0, str(source_dir))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if added:
+            sys.path.remove(str(source_dir))
+    return {option for action in module.build_parser()._actions for option in action.option_strings}
+
+
+def check_script_hyperparameters(algorithm: str, extra: Mapping[str, Any], source_dir: Path) -> None:
+    """A script-mode hyperparameter the script does not define would be dropped on the way in
+    (or end the job): refuse it here, naming what the script accepts."""
+    options = script_options(algorithm, source_dir)
+    own = {"--features", "--labels", "--num_classes", "--model_dir", "--model-dir", "--train", "--validation",
+           "--output-data-dir", "--output_data_dir", "--sm-model-dir", "-h", "--help"}
+    for key in extra:
+        if option_name(str(key)) not in options:
+            accepted = sorted(o.lstrip("-") for o in options - own)
+            raise UserError(f"{algorithm} ({FRAMEWORKS[algorithm]}) has no hyperparameter '{key}' "
+                            f"(it accepts: {', '.join(accepted)})", field=f"training.hyperparameters.{key}")
 
 
 def script_hyperparameters(features: list[str], labels: list[str], extra: Mapping[str, Any]) -> dict[str, Any]:
