@@ -137,7 +137,9 @@ def output_fn(prediction, accept):
     accept = (accept or "application/json").split(";")[0].strip().lower()
     if accept == "text/csv":
         return "\n".join(",".join(f"{p:.6f}" for p in row) for row in prediction) + "\n", "text/csv"
-    return json.dumps({"predictions": prediction}), "application/json"
+    if accept in ("application/json", "*/*", ""):
+        return json.dumps({"predictions": prediction}), "application/json"
+    raise ValueError(f"unsupported accept type {accept!r}: use application/json or text/csv")
 
 
 if __name__ == "__main__":

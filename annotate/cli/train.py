@@ -53,8 +53,10 @@ def _progress(status):
     def show(description: dict) -> None:
         state = description.get("TrainingJobStatus") or description.get("EndpointStatus")
         detail = description.get("SecondaryStatus", "")
+        elapsed = description.get("ElapsedSeconds")
         status.update(f"{description.get('TrainingJobName') or description.get('EndpointName')}: {state}"
-                      + (f" ({detail})" if detail and detail != state else ""))
+                      + (f" ({detail})" if detail and detail != state else "")
+                      + (f", {elapsed // 60:.0f} min {elapsed % 60:02.0f} s" if elapsed is not None else ""))
     return show
 
 
@@ -70,12 +72,14 @@ def _progress(status):
 @click.option("--s3-prefix", default=None, help="s3://bucket/prefix for data and model (aws).")
 @click.option("--instance-type", default=None, help="Training instance (aws).")
 @click.option("--no-wait", is_flag=True, help="Return once the job is created (aws).")
+@click.option("--timeout", type=float, default=None,
+              help="Stop waiting after this many seconds; the job runs on (aws) [default: its max runtime + 1 h].")
 @region_option
 @dry_run_option
 @json_option
 @click.pass_obj
 def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_prefix, instance_type, no_wait,
-                  region, dry_run, as_json):
+                  timeout, region, dry_run, as_json):
     """Train a model on BATCH's labels: locally (default) or as a SageMaker training job."""
     console = _console()
     if target == "aws" and not dry_run:
@@ -102,7 +106,8 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
             return
         with console.status(f"{plan.job_name}: uploading") as status:
             try:
-                result = run_training(plan, session, ws.home, wait=not no_wait, progress=_progress(status))
+                result = run_training(plan, session, ws.home, wait=not no_wait, timeout=timeout,
+                                      progress=_progress(status))
             except TrainingFailed as exc:
                 console.print(f"[red]{exc}[/red]")
                 raise click.exceptions.Exit(1) from exc
@@ -119,19 +124,22 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
 @click.command("deploy")
 @click.argument("job", required=False)
 @where_option
-@click.option("--name", default=None, help="Endpoint name [default: the job name].")
+@click.option("--name", default=None,
+              help="Endpoint name [default: the job name locally; <job>-<time> on SageMaker, new each deployment].")
 @click.option("--instance-type", default=None, help="Real-time endpoint instance (aws) [default ml.m5.large].")
 @click.option("--serverless-memory", type=int, default=None, help="Serverless endpoint memory in MB (aws).")
 @click.option("--max-concurrency", type=int, default=None, help="Serverless max concurrency (aws).")
 @click.option("--port", type=int, default=0, help="Local port [default: a free one; 8080 in the foreground].")
 @click.option("--background", is_flag=True, help="Local: serve in the background (teardown stops it).")
 @click.option("--no-wait", is_flag=True, help="Return once the endpoint is being created (aws).")
+@click.option("--timeout", type=float, default=3600.0, show_default=True,
+              help="Stop waiting for InService after this many seconds (aws).")
 @region_option
 @dry_run_option
 @json_option
 @click.pass_obj
 def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_concurrency, port, background,
-                   no_wait, region, dry_run, as_json):
+                   no_wait, timeout, region, dry_run, as_json):
     """Serve JOB's model (default: the latest trained job) as an endpoint."""
     job = job or latest_job(ws.home)
     if target == "local":
@@ -155,7 +163,7 @@ def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_
                     click.echo(f"{request['operation']} {next(iter(request['body'].values()))}")
             return
         with _console().status(f"{plan.name}: creating") as status:
-            record = deploy_aws(ws.home, session, plan, wait=not no_wait, progress=_progress(status))
+            record = deploy_aws(ws.home, session, plan, wait=not no_wait, timeout=timeout, progress=_progress(status))
     if as_json:
         emit_json(record)
     else:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -63,6 +64,26 @@ class TrainingPlan:
         return {"target": "aws", "algorithm": self.algorithm, "region": self.region,
                 "uploads": [u.to_dict() for u in self.uploads],
                 "requests": [{"service": "sagemaker", "operation": "CreateTrainingJob", "body": self.request}]}
+
+
+@contextmanager
+def aws_errors(doing: str):
+    """Any error AWS (or botocore, before sending) reports becomes a UserError saying what was
+    being done and what AWS said: exit 2 with a message, never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Error"), error.get("Message", str(exc))
+        if code == "ModelError":  # InvokeEndpoint: the model container failed on the input
+            original = exc.response.get("OriginalMessage") or message
+            raise UserError(f"{doing}: the model could not answer (ModelError, status "
+                            f"{exc.response.get('OriginalStatusCode', '?')}): {original}") from None
+        raise UserError(f"{doing}: AWS said {code}: {message}") from None
+    except BotoCoreError as exc:
+        raise UserError(f"{doing}: {exc}") from None
 
 
 def session_region(session) -> str:
@@ -249,26 +270,39 @@ def _ensure_bucket(s3_client, bucket: str, region: str) -> None:
         s3_client.create_bucket(Bucket=bucket, **kwargs)
 
 
-def wait_for_training(sagemaker_client, name: str, *, poll: float = 30.0,
+def wait_for_training(sagemaker_client, name: str, *, poll: float = 30.0, timeout: float | None = None,
                       progress: Callable[[dict[str, Any]], None] | None = None,
-                      sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Poll DescribeTrainingJob until the job ends; progress gets each description."""
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Poll DescribeTrainingJob until the job ends; progress gets each description (with
+    `ElapsedSeconds` added). Past `timeout` seconds: a UserError — the job itself runs on."""
+    started = clock()
     while True:
-        description = sagemaker_client.describe_training_job(TrainingJobName=name)
+        with aws_errors(f"DescribeTrainingJob {name}"):
+            description = sagemaker_client.describe_training_job(TrainingJobName=name)
+        elapsed = clock() - started
         if progress:
-            progress(description)
+            progress({**description, "ElapsedSeconds": round(elapsed)})
         if description["TrainingJobStatus"] in TERMINAL:
             return description
+        if timeout is not None and elapsed + poll > timeout:
+            raise UserError(f"training job {name} is still {description['TrainingJobStatus']} "
+                            f"({description.get('SecondaryStatus', '')}) after {elapsed:.0f} s; it keeps running: "
+                            f"aws sagemaker describe-training-job --training-job-name {name}", field="timeout")
         sleep(poll)
 
 
 def run_training(plan: TrainingPlan, session, home: Path | None = None, *, wait: bool = True,
-                 poll: float = 30.0, progress: Callable[[dict[str, Any]], None] | None = None) -> TrainingResult:
-    """Upload, CreateTrainingJob, and (by default) wait. Raises TrainingFailed with FailureReason."""
+                 poll: float = 30.0, timeout: float | None = None,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> TrainingResult:
+    """Upload, CreateTrainingJob, and (by default) wait — at most `timeout` seconds (default: the
+    job's own MaxRuntimeInSeconds plus an hour). Raises TrainingFailed with FailureReason."""
     require_credentials(session)
-    upload(plan, session.client("s3", region_name=plan.region))
+    with aws_errors(f"uploading the data of {plan.job_name}"):
+        upload(plan, session.client("s3", region_name=plan.region))
     sagemaker = session.client("sagemaker", region_name=plan.region)
-    sagemaker.create_training_job(**plan.request)
+    with aws_errors(f"CreateTrainingJob {plan.job_name}"):
+        sagemaker.create_training_job(**plan.request)
     result = TrainingResult(job_name=plan.job_name, algorithm=plan.algorithm, target="aws", labels=plan.labels,
                             features=plan.features, label_attribute=plan.label_attribute, region=plan.region,
                             program=FRAMEWORKS.get(plan.algorithm), status="InProgress",
@@ -278,7 +312,9 @@ def run_training(plan: TrainingPlan, session, home: Path | None = None, *, wait:
         save_job(home, result)
     if not wait:
         return result
-    description = wait_for_training(sagemaker, plan.job_name, poll=poll, progress=progress)
+    if timeout is None:
+        timeout = plan.request["StoppingCondition"]["MaxRuntimeInSeconds"] + 3600
+    description = wait_for_training(sagemaker, plan.job_name, poll=poll, timeout=timeout, progress=progress)
     result.status = description["TrainingJobStatus"]
     result.model_artifact = description.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     result.metrics = {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList", [])}
