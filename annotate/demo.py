@@ -79,11 +79,16 @@ def run_demo(
         workers = (SimulatedCrowd if task_type.single_label else StructuredCrowd)(
             server.url, batch.gold_annotations(), workers=crowd.workers, accuracy=crowd.accuracy,
             spammer_share=crowd.spammer_share, seed=seed, **extra)
+        # Reproducible at a fixed seed: HITs are created one at a time (so the marketplace lists them
+        # in item order), and the crowd and the harvest take turns — a full pass of the crowd over
+        # the HITs on offer, then a harvest — instead of racing in two threads, where scheduling
+        # decided which worker met which HIT and when an item was extended.
         posted = post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False,
+                            concurrency=1,
                             progress=(lambda n, t: on_progress("post", n, t)) if on_progress else None)
-        workers.start(interval=0.02)
         try:
             while True:
+                workers.work()
                 [result] = harvest(ws, [batch.name], endpoint_url=server.url)
                 if on_progress:
                     on_progress("harvest", result.decided, result.items)
@@ -92,7 +97,6 @@ def run_demo(
                 if time.monotonic() - started > timeout:
                     raise RuntimeError(f"the demo did not finish in {timeout:.0f} s "
                                        f"({result.decided}/{result.items} items decided)")
-                time.sleep(0.1)
         finally:
             workers.stop()
     harvest_seconds = time.monotonic() - started
@@ -137,5 +141,6 @@ def _train(ws: Workspace, batch_name: str, exported) -> dict:
     """Train the local scikit-learn model on the export, as `annotate train --target local` does."""
     from annotate.sagemaker.local import train_local_from_export
 
-    trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn")
+    # A fixed job name: the demo's folder starts empty, and the figures name no clock time.
+    trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn", job=f"{batch_name}-demo")
     return {"model_accuracy": round(trained.model_accuracy, 4), "model_artifact": str(trained.model_artifact)}
