@@ -15,7 +15,8 @@ from annotate.errors import UserError
 from annotate.sagemaker import (TrainingSettings, deploy_aws, plan_training, predict, prepare_deploy_aws,
                                 run_training, teardown, teardown_steps)
 from annotate.sagemaker.endpoint import load_record
-from test_training_support import IRIS_FEATURES, boxes_export, digits_export, iris_export, manifest_lines, write_manifest
+from test_training_support import (IRIS_FEATURES, boxes_export, digits_export, iris_export, manifest_lines,
+                                   write_manifest)
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 PREFIX = "s3://annotate-test/jobs"

@@ -132,15 +132,16 @@ def check_value(algorithm: str, name: str, value: str, *, field: str | None = No
     table = HYPERPARAMETERS[algorithm]
     where = field or f"training.hyperparameters.{name}"
     if name not in table:
-        raise UserError(f"{algorithm} has no hyperparameter '{name}' (it accepts: {', '.join(hyperparameter_names(algorithm))})",
-                        field=where)
+        accepted = ", ".join(hyperparameter_names(algorithm))
+        raise UserError(f"{algorithm} has no hyperparameter '{name}' (it accepts: {accepted})", field=where)
     spec = table[name]
     kind = spec["type"]
     if kind == "enum":
         if spec["values"] == BOOL_TF["values"] and value in ("1", "0"):  # a TOML true/false
             value = "True" if value == "1" else "False"
         if value not in spec["values"]:
-            raise UserError(f"{algorithm} {name} must be one of {', '.join(spec['values'])} (got '{value}')", field=where)
+            raise UserError(f"{algorithm} {name} must be one of {', '.join(spec['values'])} (got '{value}')",
+                            field=where)
         return value
     if kind == "str":
         if not value.strip():

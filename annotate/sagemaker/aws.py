@@ -143,7 +143,8 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
         validation_manifest = export_path(export, "validation_manifest")
         train = summarise_manifest(train_manifest, label_attribute, algorithm)
         check_task_type(algorithm, train.task_type, file=str(train_manifest), line=1)
-        validation = summarise_manifest(validation_manifest, label_attribute, algorithm) if validation_manifest else None
+        validation = (summarise_manifest(validation_manifest, label_attribute, algorithm)
+                      if validation_manifest else None)
         if validation:
             check_task_type(algorithm, validation.task_type, file=str(validation_manifest), line=1)
         classes = labels or [train.class_names[i] for i in sorted(train.class_names)]
