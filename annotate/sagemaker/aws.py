@@ -165,8 +165,8 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
                 continue
             body, channel_sizes = _rewrite_local_refs(path, f"{base}/files", files, uploads,
                                                       measure=algorithm == "image-classification")
-            if channel == "train":
-                sizes = channel_sizes
+            # resize applies to both channels: every image counts (unseen ones make it unknown)
+            sizes = None if sizes is None or channel_sizes is None else sizes + channel_sizes
             uri = f"{base}/input/{channel}.manifest"
             uploads.append(Upload(uri, path=None if body else path, body=body,
                                   description=f"{path.name} with local file references pointing to S3"))
