@@ -151,6 +151,20 @@ def test_readme_quickstart_predict_runs_as_written(tmp_path, monkeypatch):
         # reproduces the model's own validation accuracy (features in the wrong order would not)
         agreement = sum(p["label"] == t for p, t in zip(predictions, truth)) / len(truth)
         assert agreement == pytest.approx(trained["model_accuracy"], abs=1e-6) and agreement >= 0.8
+
+        # The reverse loop: what the model is unsure of goes back to the crowd as a new batch.
+        reviewed = json.loads(annotate("predict", job, "out/validation.csv", "--to-batch", "review", "--below", "0.9",
+                                       "--json").strip().splitlines()[-1])
+        unsure = [p for p in reviewed["predictions"] if p["score"] < 0.9]
+        assert 0 < len(unsure) < len(predictions) and reviewed["review_batch"]["items"] == len(unsure)
+        from annotate.config import load_batch
+
+        batch = load_batch(tmp_path / "review")
+        assert batch.name == "review" and batch.gold_column is None
+        assert [i.id for i in batch.items] == [p["input"].split("(")[-1].rstrip(")") for p in unsure]
+        assert set(batch.items[0].data) - {"id"} == {"sepal_length", "sepal_width", "petal_length", "petal_width"}
+        refused = CliRunner().invoke(cli, ["--home", home, "predict", job, "5.1,3.5,1.4,0.2", "--to-batch", "r2"])
+        assert refused.exit_code == 2 and "bare row" in refused.output
     finally:
         annotate("teardown", job, "--yes")
 

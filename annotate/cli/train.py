@@ -180,21 +180,39 @@ def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_
               help="Object detection: count boxes scoring at least this.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write images with boxes / masks here [default: <home>/predictions].")
+@click.option("--to-batch", "to_batch", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the items the model is unsure of (score < --below) as a new batch folder here, "
+                   "for the crowd: the trained batch's settings, these items only.")
+@click.option("--below", type=float, default=0.9, show_default=True, help="With --to-batch: 'unsure' means below this.")
+@click.option("--from-batch", default=None, help="With --to-batch: the batch whose settings to reuse "
+                                                 "[default: the one the model was trained on].")
 @region_option
 @json_option
 @click.pass_obj
-def predict_command(ws, endpoint, inputs, target, threshold, out_dir, region, as_json):
-    """Ask ENDPOINT about each INPUT (an image, a CSV/JSON file, or an inline CSV row)."""
+def predict_command(ws, endpoint, inputs, target, threshold, out_dir, to_batch, below, from_batch, region, as_json):
+    """Ask ENDPOINT about each INPUT (an image, a CSV/JSON file such as an export, or an inline CSV row)."""
     from annotate.sagemaker.endpoint import load_record
 
     record = load_record(ws.home, endpoint) or {}
     session = None
     if (target or record.get("target") or "aws") == "aws":
         session = _session(region or record.get("region"))
+    if to_batch is not None:
+        source = _review_source(ws, record, from_batch)
     results = predict(ws.home, endpoint, list(inputs), target=target, session=session, threshold=threshold,
                       out_dir=out_dir or ws.home / "predictions")
+    review = None
+    if to_batch is not None:
+        from annotate.sagemaker.review import write_review_batch
+
+        count = write_review_batch(source, to_batch, results, below=below)
+        review = {"dir": str(to_batch) if count else None, "items": count, "below": below}
+        click.echo(f"{count} of {len(results)} item(s) scored below {below}"
+                   + (f": new batch in {to_batch} (annotate post {to_batch})" if count else ": no batch written"),
+                   err=True)
     if as_json:
-        emit_json({"endpoint": endpoint, "predictions": [r.to_dict() for r in results]})
+        emit_json({"endpoint": endpoint, "predictions": [r.to_dict() for r in results],
+                   **({"review_batch": review} if review else {})})
         return
     table = Table(title=f"predictions from {endpoint}")
     detection = any(r.count is not None for r in results)
@@ -211,6 +229,26 @@ def predict_command(ws, endpoint, inputs, target, threshold, out_dir, region, as
         else:
             table.add_row(r.input, str(r.label), "" if r.score is None else f"{r.score:.3f}")
     Console().print(table)
+
+
+def _review_source(ws, record: dict, from_batch: str | None) -> Path:
+    """The folder of the batch whose settings a review batch reuses."""
+    from annotate.sagemaker.local import jobs_dir, load_job
+    from annotate.store import Store
+
+    name = from_batch
+    job = record.get("job")
+    store = Store(ws.store_path)
+    if name is None and job and (jobs_dir(ws.home) / job / "job.json").exists():
+        name = load_job(ws.home, job).batch
+    if name is None and job:  # jobs recorded before they named their batch: <batch>-<algorithm>-…
+        name = max((b for b in store.batch_names() if job.startswith(f"{b}-")), key=len, default=None)
+    if not name:
+        raise UserError("cannot tell which batch the model learned from: pass --from-batch NAME", field="from_batch")
+    batch = store.get_batch(name)
+    if batch is None or not batch.get("dir"):
+        raise UserError(f"no batch named {name!r} in this home", field="from_batch")
+    return Path(batch["dir"])
 
 
 @click.command("teardown")

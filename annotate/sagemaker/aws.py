@@ -55,6 +55,7 @@ class TrainingPlan:
     labels: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     label_attribute: str | None = None
+    batch: str | None = None
 
     @property
     def job_name(self) -> str:
@@ -180,7 +181,7 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
             instance_type=instance_type or settings.instance_type or DEFAULT_BUILTIN_INSTANCE,
             hyperparameters=settings.hyperparameters_for(algorithm), image_sizes=sizes,
             num_validation_samples=validation.records if validation else None)
-        return TrainingPlan(algorithm, region, request, uploads, classes, [], label_attribute)
+        return TrainingPlan(algorithm, region, request, uploads, classes, [], label_attribute, batch)
 
     train_csv = export_path(export, "train_csv") or export_path(export, "csv")
     if train_csv is None:
@@ -203,7 +204,7 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
         source_uri=source_uri, script_values=rq.script_hyperparameters(
             settings.features, labels, settings.hyperparameters_for(algorithm)),
         instance_type=instance_type or settings.instance_type or DEFAULT_FRAMEWORK_INSTANCE)
-    return TrainingPlan(algorithm, region, request, uploads, labels, list(settings.features), label_attribute)
+    return TrainingPlan(algorithm, region, request, uploads, labels, list(settings.features), label_attribute, batch)
 
 
 def _rewrite_local_refs(path: Path, files_uri: str, files: dict[str, str], uploads: list[Upload], *,
@@ -306,7 +307,7 @@ def run_training(plan: TrainingPlan, session, home: Path | None = None, *, wait:
         sagemaker.create_training_job(**plan.request)
     result = TrainingResult(job_name=plan.job_name, algorithm=plan.algorithm, target="aws", labels=plan.labels,
                             features=plan.features, label_attribute=plan.label_attribute, region=plan.region,
-                            program=FRAMEWORKS.get(plan.algorithm), status="InProgress",
+                            program=FRAMEWORKS.get(plan.algorithm), status="InProgress", batch=plan.batch,
                             source_dir=rq.decode_hyperparameters(plan.request["HyperParameters"])
                             .get("sagemaker_submit_directory"))
     if home is not None:

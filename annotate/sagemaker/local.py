@@ -48,6 +48,7 @@ class TrainingResult:
     source_dir: str | None = None
     region: str | None = None
     status: str = "Completed"
+    batch: str | None = None  # the batch whose labels it learned
 
     @property
     def model_accuracy(self) -> float | None:
@@ -174,7 +175,7 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
     result = TrainingResult(job_name=name, algorithm=algorithm, target="local", labels=labels,
                             features=list(settings.features), label_attribute=export_value(export, "label_attribute"),
                             work_dir=str(work), model_dir=str(work / "model"), program=program,
-                            source_dir=str(work / "code"), status="InProgress")
+                            source_dir=str(work / "code"), status="InProgress", batch=batch)
     save_job(home, result)
     returncode = _run(command, work / "code", env, work / "output" / "training.log", echo)
     if returncode != 0:

@@ -35,9 +35,10 @@ class Prediction:
     boxes: list[dict[str, float]] = field(default_factory=list)
     output: str | None = None  # a file written (image with boxes, segmentation mask)
     raw: Any = None
+    item: dict[str, Any] | None = None  # the item's columns, when the input was an export's row or line
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "raw" and v not in (None, [])}
+        return {k: v for k, v in self.__dict__.items() if k not in ("raw", "item") and v not in (None, [])}
 
 
 def request_body(item: str, algorithm: str | None) -> tuple[bytes, str, str]:
@@ -83,11 +84,13 @@ def _row_body(values: dict[str, Any], features: list[str], where: str, file: str
     return out.getvalue().encode()
 
 
-def expand_input(item: str, algorithm: str | None, features: list[str]) -> list[tuple[bytes, str, str]]:
+def expand_input(item: str, algorithm: str | None,
+                 features: list[str]) -> list[tuple[bytes, str, str, dict[str, Any] | None]]:
     """The requests for one INPUT. annotate's own exports are taken as they are: a CSV with a header
     gives one request per row (id, label and other export columns dropped, the features in the
     order the model was trained on); a manifest gives one per line (its image for the built-in
-    algorithms, its `source` features for script mode). Anything else is sent as it is."""
+    algorithms, its `source` features for script mode). Anything else is sent as it is.
+    Each request comes with its item's columns (None for a bare row), for --to-batch."""
     path = Path(item)
     suffix = path.suffix.lower() if path.is_file() else ""
     if suffix == ".csv":
@@ -95,7 +98,7 @@ def expand_input(item: str, algorithm: str | None, features: list[str]) -> list[
             rows = list(csv.reader(handle))
         header = rows[0] if rows else []
         if not header or all(_numeric(field) for field in header if field.strip()):
-            return [request_body(item, algorithm)]  # plain rows of numbers
+            return [(*request_body(item, algorithm), None)]  # plain rows of numbers
         if algorithm in ("image-classification", "object-detection", "semantic-segmentation"):
             raise UserError(f"{algorithm} predicts images, not CSV rows: give image files or the exported "
                             "manifest", file=str(path), field="input")
@@ -106,7 +109,8 @@ def expand_input(item: str, algorithm: str | None, features: list[str]) -> list[
                 continue
             values = dict(zip(header, row))
             name = f"{path.name}:{number}" + (f" ({values['id']})" if values.get("id") else "")
-            requests.append((_row_body(values, columns, name, str(path), number), "text/csv", name))
+            item = {k: v for k, v in values.items() if k not in EXPORT_COLUMNS - {"id", "source-ref"}}
+            requests.append((_row_body(values, columns, name, str(path), number), "text/csv", name, item))
         if not requests:
             raise UserError("no rows to predict", file=str(path))
         return requests
@@ -128,7 +132,7 @@ def expand_input(item: str, algorithm: str | None, features: list[str]) -> list[
                 if not image.is_file():
                     raise UserError(f"image not found: {ref}", file=str(path), line=number, field="source-ref")
                 body, content_type, _ = request_body(str(image), algorithm)
-                requests.append((body, content_type, str(image)))
+                requests.append((body, content_type, str(image), {"id": image.stem, "source-ref": str(image)}))
                 continue
             source = record.get("source")
             try:
@@ -139,11 +143,11 @@ def expand_input(item: str, algorithm: str | None, features: list[str]) -> list[
                 raise UserError("the line's 'source' holds no item columns (JSON object) to predict from",
                                 file=str(path), line=number, field="source")
             columns = features or [c for c in values if c not in EXPORT_COLUMNS]
-            requests.append((_row_body(values, columns, name, str(path), number), "text/csv", name))
+            requests.append((_row_body(values, columns, name, str(path), number), "text/csv", name, dict(values)))
         if not requests:
             raise UserError("no lines to predict", file=str(path))
         return requests
-    return [request_body(item, algorithm)]
+    return [(*request_body(item, algorithm), None)]
 
 
 def count_objects(detections: list[list[float]], threshold: float = 0.5) -> list[dict[str, float]]:
@@ -256,7 +260,7 @@ def predict(home: Path, endpoint: str, inputs: list[str], *, target: str | None 
     features = _job_features(home, record.get("job"))
     requests = [request for item in inputs for request in expand_input(item, algorithm, features)]
     results = []
-    for body, content_type, name in requests:
+    for body, content_type, name, item in requests:
         if target == "local":
             answer, answer_type = local_endpoint.invoke_local(url, body, content_type, accept)
         else:
@@ -264,8 +268,11 @@ def predict(home: Path, endpoint: str, inputs: list[str], *, target: str | None 
                 response = runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=content_type,
                                                    Accept=accept)
                 answer, answer_type = response["Body"].read(), response.get("ContentType", accept)
-        results.extend(read_response(answer, answer_type, name=name, algorithm=algorithm, labels=labels,
-                                     threshold=threshold, out_dir=out_dir))
+        rows = read_response(answer, answer_type, name=name, algorithm=algorithm, labels=labels,
+                             threshold=threshold, out_dir=out_dir)
+        for row in rows:
+            row.item = item
+        results.extend(rows)
     return results
 
 
