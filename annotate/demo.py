@@ -106,11 +106,16 @@ def run_demo(
         workers = (SimulatedCrowd if task_type.single_label else StructuredCrowd)(
             server.url, batch.gold_annotations(), workers=crowd.workers, accuracy=crowd.accuracy,
             spammer_share=crowd.spammer_share, seed=seed, **extra)
+        # Reproducible at a fixed seed: HITs are created one at a time (so the marketplace lists them
+        # in item order), and the crowd and the harvest take turns — a full pass of the crowd over
+        # the HITs on offer, then a harvest — instead of racing in two threads, where scheduling
+        # decided which worker met which HIT and when an item was extended.
         posted = post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False,
+                            concurrency=1,
                             progress=(lambda n, t: on_progress("post", n, t)) if on_progress else None)
-        workers.start(interval=0.02)
         try:
             while True:
+                workers.work()
                 [result] = harvest(ws, [batch.name], endpoint_url=server.url)
                 result.raise_failure()
                 if on_progress:
@@ -120,7 +125,6 @@ def run_demo(
                 if time.monotonic() - started > timeout:
                     raise RuntimeError(f"the demo did not finish in {timeout:.0f} s "
                                        f"({result.decided}/{result.items} items decided)")
-                time.sleep(0.1)
         finally:
             workers.stop()
     harvest_seconds = time.monotonic() - started
@@ -165,5 +169,48 @@ def _train(ws: Workspace, batch_name: str, exported) -> dict:
     """Train the local scikit-learn model on the export, as `annotate train --target local` does."""
     from annotate.sagemaker.local import train_local_from_export
 
-    trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn")
+    # A fixed job name: the demo's folder starts empty, and the figures name no clock time.
+    trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn", job=f"{batch_name}-demo")
     return {"model_accuracy": round(trained.model_accuracy, 4), "model_artifact": str(trained.model_artifact)}
+
+
+TABLE_COLUMNS = ("items", "accuracy", "answers_per_item", "cost_usd", "model_accuracy", "seconds")
+
+
+def demo_table(examples: list[str] | None = None, *, seed: int = 0, workdir: str | Path | None = None) -> list[dict]:
+    """One row of figures per example at `seed` (what the README's demo table shows)."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="annotate-demo-table-") as scratch:
+        for example in examples or available_examples():
+            summary = run_demo(example, workdir or scratch, seed=seed)
+            rows.append({"example": example, **{k: summary.get(k) for k in TABLE_COLUMNS}})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| `annotate demo --example …` | items | accuracy vs hidden gold | answers/item | cost | model accuracy "
+             "| wall time |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        model = "–" if r["model_accuracy"] is None else f"{r['model_accuracy']:.4f}"
+        lines.append(f"| {r['example']} | {r['items']} | {r['accuracy']:.4f} | {r['answers_per_item']:.2f} | "
+                     f"${r['cost_usd']} | {model} | {r['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """scripts/demo_table: regenerate the README's demo table (--json for the raw rows)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scripts/demo_table")
+    parser.add_argument("examples", nargs="*", help="default: every example")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    rows = demo_table(args.examples or None, seed=args.seed)
+    print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -62,6 +62,8 @@ def labelled_frame(store: Store, batch_name: str) -> tuple[dict, pd.DataFrame]:
         raise UserError(f"no batch named {batch_name!r} (known: {', '.join(store.batch_names()) or 'none'})")
     task_type = get_task_type(batch["task_type"])
     index = {name: i for i, name in enumerate(batch["labels"])}
+    # Only single-label harvests store a per-item answer count; count the others' answers here.
+    counted = None if task_type.single_label else _answer_counts(store, batch_name)
     rows = []
     # One pass over a join, row by row: the whole batch's items and labels as dicts side by side
     # would be ~400 MB at 100,000 items.
@@ -71,10 +73,28 @@ def labelled_frame(store: Store, batch_name: str) -> tuple[dict, pd.DataFrame]:
         row["label"] = task_type.csv_value(value)
         if task_type.single_label:
             row["label_index"] = index[value]
+        if counted is not None:
+            answers = answers or counted.get(item_id, 0)
         row.update(confidence=round(float(confidence or 0.0), 4), answers=int(answers or 0),
                    _decided_at=decided_at, _value=value)
         rows.append(row)
-    return batch, pd.DataFrame(rows)
+    return batch, _training_order(pd.DataFrame(rows), batch)
+
+
+def _answer_counts(store: Store, batch_name: str) -> dict[str, int]:
+    """Usable answers per item (the ones consolidation read): submitted or approved, unquarantined."""
+    return {r["item_id"]: r["n"] for r in store.db.query(
+        "select item_id, count(*) as n from assignments where batch = ? and value is not null "
+        "and quarantine is null and status != 'Rejected' group by item_id", [batch_name])}
+
+
+def _training_order(frame: pd.DataFrame, batch: dict) -> pd.DataFrame:
+    """Columns: id, the [training] features in their order (what the model is fed), the rest as stored."""
+    features = ((batch.get("config") or {}).get("training") or {}).get("features") or []
+    if isinstance(features, str):
+        features = [features]
+    first = ["id", *[f for f in features if f in frame.columns and f != "id"]]
+    return frame[[c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]]
 
 
 PRIVATE = ("_decided_at", "_value")

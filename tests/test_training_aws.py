@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 import boto3
@@ -14,7 +15,8 @@ from annotate.errors import UserError
 from annotate.sagemaker import (TrainingSettings, deploy_aws, plan_training, predict, prepare_deploy_aws,
                                 run_training, teardown, teardown_steps)
 from annotate.sagemaker.endpoint import load_record
-from test_training_support import IRIS_FEATURES, digits_export, iris_export, manifest_lines, write_manifest
+from test_training_support import (IRIS_FEATURES, boxes_export, digits_export, iris_export, manifest_lines,
+                                   write_manifest)
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 PREFIX = "s3://annotate-test/jobs"
@@ -73,7 +75,7 @@ def test_image_classification_request(aws, tmp_path):
         "HyperParameters": {"num_classes": "3", "num_training_samples": "120", "image_shape": "3,224,224",
                             "num_layers": "18", "use_pretrained_model": "1", "epochs": "10",
                             "learning_rate": "0.001", "mini_batch_size": "32",
-                            "augmentation_type": "crop_color_transform"},
+                            "augmentation_type": "crop_color_transform", "resize": "224"},
     }]
     s3 = aws.client("s3")
     body = s3.get_object(Bucket="annotate-test", Key="jobs/iris-ic-1/input/train.manifest")["Body"].read()
@@ -83,20 +85,21 @@ def test_image_classification_request(aws, tmp_path):
 
 
 def test_object_detection_and_segmentation_hyperparameters(aws, tmp_path):
-    export = iris_export(tmp_path / "export")
-    od = plan_training(export, settings(hyperparameters={"epochs": 5}), region="eu-west-1",
+    export = boxes_export(tmp_path / "export", n=150)
+    od = plan_training(export, settings(hyperparameters={"object-detection": {"epochs": 5}}), region="eu-west-1",
                        algorithm="object-detection", job="od-1").request
     assert od["AlgorithmSpecification"]["TrainingImage"] == \
         "685385470294.dkr.ecr.eu-west-1.amazonaws.com/object-detection:1"
     hp = od["HyperParameters"]
     assert (hp["base_network"], hp["use_pretrained_model"], hp["num_classes"], hp["num_training_samples"],
-            hp["epochs"]) == ("resnet-50", "1", "3", "120", "5")
+            hp["epochs"]) == ("resnet-50", "1", "2", "120", "5")
     assert all(isinstance(v, str) for v in hp.values())
 
     # Semantic segmentation reads the mask reference, `<attribute>-ref`.
     records = [{"source-ref": f"s3://b/img{i}.jpg", "turtles-ref": f"s3://b/out/{i}_x.png",
                 "turtles-ref-metadata": {"internal-color-map": {"0": {"class-name": "BACKGROUND"},
-                                                                 "1": {"class-name": "Turtle"}}}}
+                                                                 "1": {"class-name": "Turtle"}},
+                                         "type": "groundtruth/semantic-segmentation"}}
                for i in range(10)]
     write_manifest(tmp_path / "seg.manifest", records)
     seg_export = {"train_manifest": tmp_path / "seg.manifest", "label_attribute": "turtles", "labels": []}
@@ -210,20 +213,24 @@ def test_deploy_real_time_and_serverless_then_predict_and_teardown(aws, tmp_path
     sent = {op: capture(aws, op) for op in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint")}
 
     deployment = prepare_deploy_aws(home, aws, "iris-sk", serverless_memory=2048, max_concurrency=2)
+    name = deployment.name
+    # Each deployment names its own model, config and endpoint: the service refuses reused names.
+    assert re.fullmatch(r"iris-sk-\d{8}-\d{6}-\d{3}", name)
+    assert deployment.model == deployment.endpoint_config == name
     record = deploy_aws(home, aws, deployment, poll=0)
     assert record["status"] == "InService"
     assert sent["CreateModel"] == [{
-        "ModelName": "iris-sk", "ExecutionRoleArn": ROLE,
+        "ModelName": name, "ExecutionRoleArn": ROLE,
         "PrimaryContainer": {
             "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
             "ModelDataUrl": f"{PREFIX}/iris-sk/output/iris-sk/output/model.tar.gz",
             "Environment": {"SAGEMAKER_PROGRAM": "sklearn_classifier.py",
                             "SAGEMAKER_SUBMIT_DIRECTORY": f"{PREFIX}/iris-sk/source/sourcedir.tar.gz",
                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": "us-east-1"}}}]
-    assert sent["CreateEndpointConfig"] == [{"EndpointConfigName": "iris-sk", "ProductionVariants": [
-        {"VariantName": "AllTraffic", "ModelName": "iris-sk",
+    assert sent["CreateEndpointConfig"] == [{"EndpointConfigName": name, "ProductionVariants": [
+        {"VariantName": "AllTraffic", "ModelName": name,
          "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 2}}]}]
-    assert sent["CreateEndpoint"] == [{"EndpointName": "iris-sk", "EndpointConfigName": "iris-sk"}]
+    assert sent["CreateEndpoint"] == [{"EndpointName": name, "EndpointConfigName": name}]
 
     # sagemaker-runtime: moto answers from a queue of canned results.
     import requests
@@ -234,18 +241,74 @@ def test_deploy_real_time_and_serverless_then_predict_and_teardown(aws, tmp_path
     invoked = []
     aws.events.register("before-call.sagemaker-runtime.InvokeEndpoint",
                         lambda params, **_: invoked.append(params))
-    [prediction] = predict(home, "iris-sk", ["6.3,3.3,6.0,2.5"], session=aws)
+    [prediction] = predict(home, name, ["6.3,3.3,6.0,2.5"], session=aws)
     assert (prediction.label, prediction.score) == ("virginica", 0.97)
     assert invoked[0]["body"] == b"6.3,3.3,6.0,2.5"
     assert invoked[0]["headers"]["Content-Type"] == "text/csv"
 
-    steps = teardown_steps(home, "iris-sk", session=aws)
-    assert [s.description for s in steps] == ["SageMaker endpoint iris-sk (us-east-1)",
-                                              "endpoint config iris-sk", "model iris-sk"]
-    assert teardown(home, "iris-sk", steps) == [s.description for s in steps]
+    steps = teardown_steps(home, name, session=aws)
+    assert [s.description for s in steps] == [f"SageMaker endpoint {name} (us-east-1)",
+                                              f"endpoint config {name}", f"model {name}"]
+    assert teardown(home, name, steps) == [s.description for s in steps]
     client = aws.client("sagemaker")
     assert client.list_endpoints()["Endpoints"] == [] and client.list_models()["Models"] == []
-    assert load_record(home, "iris-sk") is None
+    assert load_record(home, name) is None
+
+
+def test_redeploy_gets_new_names_and_a_taken_name_is_refused(aws, tmp_path):
+    home = tmp_path / "home"
+    run_training(plan_training(iris_export(tmp_path / "export"), settings(), region="us-east-1", job="iris-sk"),
+                 aws, home, poll=0)
+    first = deploy_aws(home, aws, prepare_deploy_aws(home, aws, "iris-sk", serverless_memory=1024), poll=0)
+    second = deploy_aws(home, aws, prepare_deploy_aws(home, aws, "iris-sk", serverless_memory=1024), poll=0)
+    assert len({first["model"], second["model"]}) == 2 and first["endpoint"] != second["endpoint"]
+    assert len(aws.client("sagemaker").list_models()["Models"]) == 2
+    with pytest.raises(UserError, match=f"endpoint '{first['name']}' already exists"):
+        prepare_deploy_aws(home, aws, "iris-sk", name=first["name"], serverless_memory=1024)
+
+
+def test_waits_time_out_with_progress(aws, tmp_path):
+    from annotate.sagemaker.aws import wait_for_training
+    from annotate.sagemaker.deploy import deploy_aws as deploy
+
+    class Slow:
+        def describe_training_job(self, TrainingJobName):
+            return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": "InProgress",
+                    "SecondaryStatus": "Training"}
+
+    ticks = iter(range(0, 10_000, 30))
+    seen = []
+    with pytest.raises(UserError, match="still InProgress .* after 90 s"):
+        wait_for_training(Slow(), "j", poll=30, timeout=100, progress=seen.append, sleep=lambda s: None,
+                          clock=lambda: next(ticks))
+    assert [d["ElapsedSeconds"] for d in seen] == [30, 60, 90]
+
+    home = tmp_path / "home"
+    run_training(plan_training(iris_export(tmp_path / "export"), settings(), region="us-east-1", job="iris-sk"),
+                 aws, home, poll=0)
+    plan = prepare_deploy_aws(home, aws, "iris-sk", serverless_memory=1024)
+    client = aws.client("sagemaker")
+    original = client.describe_endpoint
+    aws.client = lambda *a, **k: client
+    client.describe_endpoint = lambda **kw: {**original(**kw), "EndpointStatus": "Creating"}
+    ticks = iter(range(0, 10_000, 60))
+    with pytest.raises(UserError, match="still Creating after 120 s"):
+        deploy(home, aws, plan, poll=60, timeout=150, sleep=lambda s: None, clock=lambda: next(ticks))
+
+
+def test_aws_errors_are_messages(aws, tmp_path):
+    from botocore.exceptions import ClientError
+
+    plan = plan_training(iris_export(tmp_path / "export"), settings(), region="us-east-1", job="iris-x")
+
+    def refuse(**kwargs):
+        raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "account-level service limit"}},
+                          "CreateTrainingJob")
+
+    handler = lambda **kw: refuse()  # noqa: E731
+    aws.events.register("before-call.sagemaker.CreateTrainingJob", handler)
+    with pytest.raises(UserError, match="CreateTrainingJob iris-x: AWS said ResourceLimitExceeded"):
+        run_training(plan, aws, tmp_path / "home", poll=0)
 
 
 def test_deploy_instance_request_and_bad_serverless_memory(aws, tmp_path):
@@ -258,7 +321,7 @@ def test_deploy_instance_request_and_bad_serverless_memory(aws, tmp_path):
     assert model["PrimaryContainer"] == {
         "Image": "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1",
         "ModelDataUrl": f"{PREFIX}/iris-ic/output/iris-ic/output/model.tar.gz"}
-    assert config["ProductionVariants"] == [{"VariantName": "AllTraffic", "ModelName": "iris-ic",
+    assert config["ProductionVariants"] == [{"VariantName": "AllTraffic", "ModelName": deployment.model,
                                              "InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 1,
                                              "InitialVariantWeight": 1.0}]
     with pytest.raises(UserError, match="serverless memory"):

@@ -45,8 +45,6 @@ def run(home, *args):
     ("sklearn", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3", "File"),
     ("tensorflow", "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.13-cpu-py310", "File"),
     ("image-classification", "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1", "Pipe"),
-    ("object-detection", "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1", "Pipe"),
-    ("semantic-segmentation", "811284229777.dkr.ecr.us-east-1.amazonaws.com/semantic-segmentation:1", "Pipe"),
 ])
 def test_dry_run_json_sends_nothing(project, fake_aws, algorithm, image, mode):
     result = run(project, "train", "iris", "--target", "aws", "--algorithm", algorithm, "--job", "j1",
@@ -63,7 +61,6 @@ def test_dry_run_json_sends_nothing(project, fake_aws, algorithm, image, mode):
     if mode == "Pipe":
         source = body["InputDataConfig"][0]["DataSource"]["S3DataSource"]
         assert source["S3DataType"] == "AugmentedManifestFile"
-        # (semantic segmentation would read `species-ref`; this manifest only has `species`)
         assert source["AttributeNames"] == ["source-ref", "species"]
         assert body["HyperParameters"]["num_training_samples"] == "120"
     else:

@@ -93,3 +93,68 @@ def iris_export(out: Path) -> SimpleNamespace:
 
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _png(path: Path, size: tuple[int, int], mode: str = "RGB", fill=0) -> str:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, fill).save(path)
+    return str(path)
+
+
+def boxes_export(out: Path, n: int = 15, size: tuple[int, int] = (64, 48)) -> SimpleNamespace:
+    """A bounding-box batch's export (groundtruth/object-detection) over local images."""
+    labels = ["circle", "square"]
+    records = []
+    for i in range(n):
+        source = _png(out / "images" / f"shape-{i}.png", size, fill=(i * 10, 0, 0))
+        records.append({
+            "source-ref": source,
+            "shapes": {"image_size": [{"width": size[0], "height": size[1], "depth": 3}],
+                       "annotations": [{"class_id": i % 2, "left": 4, "top": 4, "width": 20, "height": 20}]},
+            "shapes-metadata": {"objects": [{"confidence": 0.9}], "class-map": {"0": "circle", "1": "square"},
+                                "type": "groundtruth/object-detection", "job-name": JOB,
+                                "human-annotated": "yes", "creation-date": "2024-01-01T00:00:00"},
+        })
+    rows = [{"id": f"item-{i}", "label": "", "confidence": 0.9, "answers": 2} for i in range(n)]
+    return split_export(out, rows, records, labels, "shapes")
+
+
+def segmentation_export(out: Path, n: int = 10, size: tuple[int, int] = (32, 32)) -> SimpleNamespace:
+    """A segmentation batch's export: masks hold 0 (background) to 3, one PNG per item, referenced
+    by `<attribute>-ref` as annotate.export writes them."""
+    import numpy as np
+    from PIL import Image
+
+    labels = ["circle", "square", "triangle"]
+    colors = ["#ffffff", "#ff0000", "#00ff00", "#0000ff"]
+    records = []
+    for i in range(n):
+        source = _png(out / "images" / f"shape-{i}.png", size, fill=(0, i * 20, 0))
+        mask = np.zeros((size[1], size[0]), dtype=np.uint8)
+        mask[4:12, 4:12] = 1 + i % 3
+        mask_path = out / "masks" / f"item-{i}.png"
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(mask_path)
+        color_map = {str(c): {"class-name": "BACKGROUND" if c == 0 else labels[c - 1], "hex-color": colors[c],
+                              "confidence": 0.9} for c in range(4)}
+        records.append({"source-ref": source, "shapes-mask-ref": str(mask_path.resolve()),
+                        "shapes-mask-ref-metadata": {"internal-color-map": color_map,
+                                                     "type": "groundtruth/semantic-segmentation",
+                                                     "job-name": JOB, "human-annotated": "yes",
+                                                     "creation-date": "2024-01-01T00:00:00"}})
+    rows = [{"id": f"item-{i}", "label": "", "confidence": 0.9, "answers": 2} for i in range(n)]
+    return split_export(out, rows, records, labels, "shapes-mask")
+
+
+def local_digits_export(out: Path, n: int = 20) -> SimpleNamespace:
+    """digits as the local marketplace exports them: 8x8 PNGs referenced by local path."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.data[:n], digits.target[:n]
+    labels = [str(d) for d in range(10)]
+    sources = [_png(out / "images" / f"digit-{i}.png", (8, 8), mode="L", fill=int(x[i][0])) for i in range(n)]
+    rows = classification_rows({"pixels": list(x)}, y, labels)
+    return split_export(out, rows, manifest_lines(sources, y, labels, "digit"), labels, "digit")

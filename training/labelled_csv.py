@@ -136,35 +136,60 @@ def parse_request(body, content_type):
     JSON: a list of rows, {"instances": [...]} (TensorFlow Serving's shape), or rows as
     objects keyed by feature name.
     """
-    if isinstance(body, (bytes, bytearray)):
-        body = body.decode("utf-8")
     content_type = (content_type or "text/csv").split(";")[0].strip().lower()
+    if content_type not in ("text/csv", "text/plain", "application/json"):
+        # checked before decoding: an image sent to a CSV model is the wrong type, not bad text
+        raise ValueError(f"unsupported content type {content_type!r}: use text/csv or application/json")
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"the {content_type} body is not UTF-8 text") from None
+    if not body.strip():
+        raise ValueError("empty request body: send one instance per CSV line, or JSON rows")
     if content_type in ("text/csv", "text/plain"):
         rows = []
-        for record in csv.reader(body.splitlines()):
+        for number, record in enumerate(csv.reader(body.splitlines()), start=1):
             values = [part for field in record for part in field.split()]
             if values:
-                rows.append([float(v) for v in values])
+                try:
+                    rows.append([float(v) for v in values])
+                except ValueError:
+                    raise ValueError(f"line {number}: not a row of numbers: {','.join(record)[:60]!r} "
+                                     "(send feature values only, no header or id)") from None
         return rows
-    if content_type == "application/json":
+    try:
         data = json.loads(body)
-        if isinstance(data, dict):
-            data = data.get("instances", data.get("inputs", [data]))
-        if data and not isinstance(data[0], (list, dict)):
-            data = [data]  # a single instance
-        return data
-    raise ValueError(f"unsupported content type {content_type!r}: use text/csv or application/json")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON: {exc.msg}") from None
+    if isinstance(data, dict):
+        data = data.get("instances", data.get("inputs", [data]))
+    if not isinstance(data, list):
+        raise ValueError("JSON must be a row, a list of rows, or {\"instances\": [...]}")
+    if not data:
+        raise ValueError("no instances in the request")
+    if not isinstance(data[0], (list, dict)):
+        data = [data]  # a single instance
+    return data
 
 
 def rows_to_matrix(rows, features):
     """Instances as a float matrix; objects are read by feature name (expanding spaced values)."""
+    if not rows:
+        raise ValueError("no instances in the request")
     matrix = []
     for number, row in enumerate(rows):
         if isinstance(row, dict):
             matrix.append(feature_vector({k: str(v) if not isinstance(v, list) else " ".join(map(str, v))
                                           for k, v in row.items()}, features, f"instance {number}"))
         else:
-            matrix.append([float(v) for part in row for v in (str(part).split() if isinstance(part, str) else [part])])
+            try:
+                matrix.append([float(v) for part in row
+                               for v in (str(part).split() if isinstance(part, str) else [part])])
+            except (TypeError, ValueError):
+                raise ValueError(f"instance {number} is not a row of numbers: {str(row)[:60]}") from None
+    if len({len(r) for r in matrix}) != 1:
+        raise ValueError(f"instances have different numbers of features: {sorted({len(r) for r in matrix})}")
     return np.asarray(matrix, dtype=np.float32)
 
 

@@ -23,14 +23,16 @@ import labelled_csv  # noqa: E402
 MODEL_FILE = "model.joblib"
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--features", required=True, help="feature columns: JSON array or comma-separated")
     parser.add_argument("--labels", default="", help="class names by index: JSON array or comma-separated")
     parser.add_argument("--num_classes", type=int, default=0)
     parser.add_argument("--estimator", default="logistic_regression",
                         choices=["logistic_regression", "random_forest", "svc"])
-    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (logistic regression)")
+    # One-letter hyperparameters arrive as `-C` (the training toolkit's mapping), so both spellings.
+    parser.add_argument("-C", "--C", dest="C", type=float, default=1.0,
+                        help="inverse regularisation (logistic regression, svc)")
     parser.add_argument("--max_iter", type=int, default=2000)
     parser.add_argument("--n_estimators", type=int, default=200, help="trees (random forest)")
     parser.add_argument("--gamma", default="scale", help="RBF kernel width (svc): 'scale', 'auto' or a number")
@@ -40,8 +42,13 @@ def parse_args(argv=None):
     parser.add_argument("--validation", default=os.environ.get("SM_CHANNEL_VALIDATION"))
     parser.add_argument("--output-data-dir", "--output_data_dir", dest="output_data_dir",
                         default=os.environ.get("SM_OUTPUT_DATA_DIR"))
-    # SageMaker may add hyperparameters of its own (e.g. from the SDK); ignore those.
-    args, _unknown = parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # a hyperparameter this script does not define: say so rather than train without it
+        labelled_csv.fail(f"unknown hyperparameters: {' '.join(unknown)}")
     return args
 
 

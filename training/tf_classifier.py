@@ -26,7 +26,7 @@ import labelled_csv  # noqa: E402
 MODEL_VERSION = "1"
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--features", required=True, help="feature columns: JSON array or comma-separated")
     parser.add_argument("--labels", default="", help="class names by index: JSON array or comma-separated")
@@ -44,7 +44,13 @@ def parse_args(argv=None):
     parser.add_argument("--validation", default=os.environ.get("SM_CHANNEL_VALIDATION"))
     parser.add_argument("--output-data-dir", "--output_data_dir", dest="output_data_dir",
                         default=os.environ.get("SM_OUTPUT_DATA_DIR"))
-    args, _unknown = parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # a hyperparameter this script does not define: say so rather than train without it
+        labelled_csv.fail(f"unknown hyperparameters: {' '.join(unknown)}")
     return args
 
 
@@ -131,7 +137,9 @@ def output_fn(prediction, accept):
     accept = (accept or "application/json").split(";")[0].strip().lower()
     if accept == "text/csv":
         return "\n".join(",".join(f"{p:.6f}" for p in row) for row in prediction) + "\n", "text/csv"
-    return json.dumps({"predictions": prediction}), "application/json"
+    if accept in ("application/json", "*/*", ""):
+        return json.dumps({"predictions": prediction}), "application/json"
+    raise ValueError(f"unsupported accept type {accept!r}: use application/json or text/csv")
 
 
 if __name__ == "__main__":

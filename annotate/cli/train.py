@@ -53,8 +53,10 @@ def _progress(status):
     def show(description: dict) -> None:
         state = description.get("TrainingJobStatus") or description.get("EndpointStatus")
         detail = description.get("SecondaryStatus", "")
+        elapsed = description.get("ElapsedSeconds")
         status.update(f"{description.get('TrainingJobName') or description.get('EndpointName')}: {state}"
-                      + (f" ({detail})" if detail and detail != state else ""))
+                      + (f" ({detail})" if detail and detail != state else "")
+                      + (f", {elapsed // 60:.0f} min {elapsed % 60:02.0f} s" if elapsed is not None else ""))
     return show
 
 
@@ -70,12 +72,14 @@ def _progress(status):
 @click.option("--s3-prefix", default=None, help="s3://bucket/prefix for data and model (aws).")
 @click.option("--instance-type", default=None, help="Training instance (aws).")
 @click.option("--no-wait", is_flag=True, help="Return once the job is created (aws).")
+@click.option("--timeout", type=float, default=None,
+              help="Stop waiting after this many seconds; the job runs on (aws) [default: its max runtime + 1 h].")
 @region_option
 @dry_run_option
 @json_option
 @click.pass_obj
 def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_prefix, instance_type, no_wait,
-                  region, dry_run, as_json):
+                  timeout, region, dry_run, as_json):
     """Train a model on BATCH's labels: locally (default) or as a SageMaker training job."""
     console = _console()
     if target == "aws" and not dry_run:
@@ -102,7 +106,8 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
             return
         with console.status(f"{plan.job_name}: uploading") as status:
             try:
-                result = run_training(plan, session, ws.home, wait=not no_wait, progress=_progress(status))
+                result = run_training(plan, session, ws.home, wait=not no_wait, timeout=timeout,
+                                      progress=_progress(status))
             except TrainingFailed as exc:
                 console.print(f"[red]{exc}[/red]")
                 raise click.exceptions.Exit(1) from exc
@@ -119,19 +124,22 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
 @click.command("deploy")
 @click.argument("job", required=False)
 @where_option
-@click.option("--name", default=None, help="Endpoint name [default: the job name].")
+@click.option("--name", default=None,
+              help="Endpoint name [default: the job name locally; <job>-<time> on SageMaker, new each deployment].")
 @click.option("--instance-type", default=None, help="Real-time endpoint instance (aws) [default ml.m5.large].")
 @click.option("--serverless-memory", type=int, default=None, help="Serverless endpoint memory in MB (aws).")
 @click.option("--max-concurrency", type=int, default=None, help="Serverless max concurrency (aws).")
 @click.option("--port", type=int, default=0, help="Local port [default: a free one; 8080 in the foreground].")
 @click.option("--background", is_flag=True, help="Local: serve in the background (teardown stops it).")
 @click.option("--no-wait", is_flag=True, help="Return once the endpoint is being created (aws).")
+@click.option("--timeout", type=float, default=3600.0, show_default=True,
+              help="Stop waiting for InService after this many seconds (aws).")
 @region_option
 @dry_run_option
 @json_option
 @click.pass_obj
 def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_concurrency, port, background,
-                   no_wait, region, dry_run, as_json):
+                   no_wait, timeout, region, dry_run, as_json):
     """Serve JOB's model (default: the latest trained job) as an endpoint."""
     job = job or latest_job(ws.home)
     if target == "local":
@@ -155,7 +163,7 @@ def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_
                     click.echo(f"{request['operation']} {next(iter(request['body'].values()))}")
             return
         with _console().status(f"{plan.name}: creating") as status:
-            record = deploy_aws(ws.home, session, plan, wait=not no_wait, progress=_progress(status))
+            record = deploy_aws(ws.home, session, plan, wait=not no_wait, timeout=timeout, progress=_progress(status))
     if as_json:
         emit_json(record)
     else:
@@ -172,21 +180,39 @@ def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_
               help="Object detection: count boxes scoring at least this.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write images with boxes / masks here [default: <home>/predictions].")
+@click.option("--to-batch", "to_batch", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the items the model is unsure of (score < --below) as a new batch folder here, "
+                   "for the crowd: the trained batch's settings, these items only.")
+@click.option("--below", type=float, default=0.9, show_default=True, help="With --to-batch: 'unsure' means below this.")
+@click.option("--from-batch", default=None, help="With --to-batch: the batch whose settings to reuse "
+                                                 "[default: the one the model was trained on].")
 @region_option
 @json_option
 @click.pass_obj
-def predict_command(ws, endpoint, inputs, target, threshold, out_dir, region, as_json):
-    """Ask ENDPOINT about each INPUT (an image, a CSV/JSON file, or an inline CSV row)."""
+def predict_command(ws, endpoint, inputs, target, threshold, out_dir, to_batch, below, from_batch, region, as_json):
+    """Ask ENDPOINT about each INPUT (an image, a CSV/JSON file such as an export, or an inline CSV row)."""
     from annotate.sagemaker.endpoint import load_record
 
     record = load_record(ws.home, endpoint) or {}
     session = None
     if (target or record.get("target") or "aws") == "aws":
         session = _session(region or record.get("region"))
+    if to_batch is not None:
+        source = _review_source(ws, record, from_batch)
     results = predict(ws.home, endpoint, list(inputs), target=target, session=session, threshold=threshold,
                       out_dir=out_dir or ws.home / "predictions")
+    review = None
+    if to_batch is not None:
+        from annotate.sagemaker.review import write_review_batch
+
+        count = write_review_batch(source, to_batch, results, below=below)
+        review = {"dir": str(to_batch) if count else None, "items": count, "below": below}
+        click.echo(f"{count} of {len(results)} item(s) scored below {below}"
+                   + (f": new batch in {to_batch} (annotate post {to_batch})" if count else ": no batch written"),
+                   err=True)
     if as_json:
-        emit_json({"endpoint": endpoint, "predictions": [r.to_dict() for r in results]})
+        emit_json({"endpoint": endpoint, "predictions": [r.to_dict() for r in results],
+                   **({"review_batch": review} if review else {})})
         return
     table = Table(title=f"predictions from {endpoint}")
     detection = any(r.count is not None for r in results)
@@ -203,6 +229,26 @@ def predict_command(ws, endpoint, inputs, target, threshold, out_dir, region, as
         else:
             table.add_row(r.input, str(r.label), "" if r.score is None else f"{r.score:.3f}")
     Console().print(table)
+
+
+def _review_source(ws, record: dict, from_batch: str | None) -> Path:
+    """The folder of the batch whose settings a review batch reuses."""
+    from annotate.sagemaker.local import jobs_dir, load_job
+    from annotate.store import Store
+
+    name = from_batch
+    job = record.get("job")
+    store = Store(ws.store_path)
+    if name is None and job and (jobs_dir(ws.home) / job / "job.json").exists():
+        name = load_job(ws.home, job).batch
+    if name is None and job:  # jobs recorded before they named their batch: <batch>-<algorithm>-…
+        name = max((b for b in store.batch_names() if job.startswith(f"{b}-")), key=len, default=None)
+    if not name:
+        raise UserError("cannot tell which batch the model learned from: pass --from-batch NAME", field="from_batch")
+    batch = store.get_batch(name)
+    if batch is None or not batch.get("dir"):
+        raise UserError(f"no batch named {name!r} in this home", field="from_batch")
+    return Path(batch["dir"])
 
 
 @click.command("teardown")

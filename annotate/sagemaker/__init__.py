@@ -9,6 +9,9 @@ Library first: each `annotate train|deploy|predict|teardown` command is one func
     predict(home, endpoint, inputs)                -> [Prediction]
     teardown_steps / teardown                      -> what went
     segmentation_channels(manifest, out_dir)       -> the semantic-segmentation channel layout
+
+The built-in algorithms' documented hyperparameters (names, types, ranges, required ones) and
+the task type each trains on are data in annotate.sagemaker.algorithms.
 """
 
 from annotate.sagemaker.aws import TrainingPlan, plan_training, require_credentials, run_training

@@ -11,12 +11,14 @@ import hashlib
 import json
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from annotate.errors import UserError
 from annotate.sagemaker import requests as rq
+from annotate.sagemaker.algorithms import check_task_type
 from annotate.sagemaker.data import export_path, export_value, read_manifest, summarise_csv, summarise_manifest
 from annotate.sagemaker.local import TrainingFailed, TrainingResult, save_job
 from annotate.sagemaker.settings import (BUILTINS, DEFAULT_ALGORITHM, DEFAULT_BUILTIN_INSTANCE,
@@ -53,6 +55,7 @@ class TrainingPlan:
     labels: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     label_attribute: str | None = None
+    batch: str | None = None
 
     @property
     def job_name(self) -> str:
@@ -62,6 +65,26 @@ class TrainingPlan:
         return {"target": "aws", "algorithm": self.algorithm, "region": self.region,
                 "uploads": [u.to_dict() for u in self.uploads],
                 "requests": [{"service": "sagemaker", "operation": "CreateTrainingJob", "body": self.request}]}
+
+
+@contextmanager
+def aws_errors(doing: str):
+    """Any error AWS (or botocore, before sending) reports becomes a UserError saying what was
+    being done and what AWS said: exit 2 with a message, never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Error"), error.get("Message", str(exc))
+        if code == "ModelError":  # InvokeEndpoint: the model container failed on the input
+            original = exc.response.get("OriginalMessage") or message
+            raise UserError(f"{doing}: the model could not answer (ModelError, status "
+                            f"{exc.response.get('OriginalStatusCode', '?')}): {original}") from None
+        raise UserError(f"{doing}: AWS said {code}: {message}") from None
+    except BotoCoreError as exc:
+        raise UserError(f"{doing}: {exc}") from None
 
 
 def session_region(session) -> str:
@@ -120,30 +143,45 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
             raise UserError("the export has no augmented manifest: export with the manifest format first")
         validation_manifest = export_path(export, "validation_manifest")
         train = summarise_manifest(train_manifest, label_attribute, algorithm)
-        if validation_manifest:
-            summarise_manifest(validation_manifest, label_attribute, algorithm)
+        check_task_type(algorithm, train.task_type, file=str(train_manifest), line=1)
+        validation = (summarise_manifest(validation_manifest, label_attribute, algorithm)
+                      if validation_manifest else None)
+        if validation:
+            check_task_type(algorithm, validation.task_type, file=str(validation_manifest), line=1)
         classes = labels or [train.class_names[i] for i in sorted(train.class_names)]
+        if algorithm == "semantic-segmentation":
+            # Mask pixels hold 0 (background) to len(labels): the algorithm counts background as a class.
+            names = {**train.class_names, **(validation.class_names if validation else {})}
+            if labels and not any(str(label).upper() == "BACKGROUND" for label in labels):
+                classes = ["BACKGROUND", *labels]
+            if len(names) > len(classes):
+                classes = [names[i] for i in sorted(names)]
         if not classes:
             raise UserError("cannot tell the number of classes: the export lists no labels", field="labels")
         uploads, uris = [], {}
-        images: dict[str, str] = {}
+        files: dict[str, str] = {}
+        sizes: list[tuple[int, int]] | None = []
         for channel, path in (("train", train_manifest), ("validation", validation_manifest)):
             if path is None:
                 continue
-            body = _rewrite_local_sources(path, f"{base}/images", images, uploads)
+            body, channel_sizes = _rewrite_local_refs(path, f"{base}/files", files, uploads,
+                                                      measure=algorithm == "image-classification")
+            # resize applies to both channels: every image counts (unseen ones make it unknown)
+            sizes = None if sizes is None or channel_sizes is None else sizes + channel_sizes
             uri = f"{base}/input/{channel}.manifest"
             uploads.append(Upload(uri, path=None if body else path, body=body,
-                                  description=f"{path.name} with local source-refs pointing to S3"))
+                                  description=f"{path.name} with local file references pointing to S3"))
             uris[channel] = uri
-        # Images first, manifests last: a manifest never points at a missing object.
+        # Files first, manifests last: a manifest never points at a missing object.
         uploads.sort(key=lambda u: u.destination.endswith(".manifest"))
         request = rq.builtin_training_request(
             name=name, algorithm=algorithm, region=region, role_arn=role_arn, output_uri=output_uri,
             train_manifest_uri=uris["train"], validation_manifest_uri=uris.get("validation"),
             attribute_names=train.attribute_names, num_classes=len(classes), num_training_samples=train.records,
             instance_type=instance_type or settings.instance_type or DEFAULT_BUILTIN_INSTANCE,
-            hyperparameters=settings.hyperparameters)
-        return TrainingPlan(algorithm, region, request, uploads, classes, [], label_attribute)
+            hyperparameters=settings.hyperparameters_for(algorithm), image_sizes=sizes,
+            num_validation_samples=validation.records if validation else None)
+        return TrainingPlan(algorithm, region, request, uploads, classes, [], label_attribute, batch)
 
     train_csv = export_path(export, "train_csv") or export_path(export, "csv")
     if train_csv is None:
@@ -154,6 +192,7 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
         raise UserError("no labelled items to train on", file=str(train_csv))
     if validation_csv:
         summarise_csv(validation_csv, settings.features)
+    rq.check_script_hyperparameters(algorithm, settings.hyperparameters_for(algorithm), training_dir())
     uploads = [Upload(f"{base}/input/train/train.csv", path=train_csv)]
     if validation_csv:
         uploads.append(Upload(f"{base}/input/validation/validation.csv", path=validation_csv))
@@ -162,31 +201,53 @@ def plan_training(export: Any, settings: TrainingSettings | dict, *, region: str
     request = rq.framework_training_request(
         name=name, algorithm=algorithm, region=region, role_arn=role_arn, output_uri=output_uri,
         train_uri=f"{base}/input/train/", validation_uri=f"{base}/input/validation/" if validation_csv else None,
-        source_uri=source_uri, script_values=rq.script_hyperparameters(settings.features, labels,
-                                                                       settings.hyperparameters),
+        source_uri=source_uri, script_values=rq.script_hyperparameters(
+            settings.features, labels, settings.hyperparameters_for(algorithm)),
         instance_type=instance_type or settings.instance_type or DEFAULT_FRAMEWORK_INSTANCE)
-    return TrainingPlan(algorithm, region, request, uploads, labels, list(settings.features), label_attribute)
+    return TrainingPlan(algorithm, region, request, uploads, labels, list(settings.features), label_attribute, batch)
 
 
-def _rewrite_local_sources(path: Path, images_uri: str, images: dict[str, str], uploads: list[Upload]) -> bytes | None:
-    """A manifest whose source-refs are local files (the local marketplace's) cannot be read by
-    SageMaker: plan each image's upload and return the manifest pointing at S3 (None if all S3)."""
+def _rewrite_local_refs(path: Path, files_uri: str, files: dict[str, str], uploads: list[Upload], *,
+                        measure: bool = False) -> tuple[bytes | None, list[tuple[int, int]] | None]:
+    """SageMaker reads only S3: plan the upload of every local file a manifest line references
+    (`source-ref` and each `<attribute>-ref`, e.g. a segmentation mask) and return the manifest
+    pointing at S3 (None if it already did), with the images' (width, height) when `measure`
+    (None when some image is in S3 and unseen)."""
     lines, changed = [], False
+    sizes: list[tuple[int, int]] | None = [] if measure else None
     for number, record in read_manifest(path):
-        source = record["source-ref"]
-        if not str(source).startswith("s3://"):
-            local = (path.parent / source) if not Path(source).is_absolute() else Path(source)
-            if not local.exists():
-                raise UserError(f"source-ref file not found: {source}", file=str(path), line=number,
-                                field="source-ref")
-            if str(local) not in images:
+        record = dict(record)
+        for key, ref in list(record.items()):
+            if not key.endswith("-ref") or not isinstance(ref, str):
+                continue
+            if ref.startswith("s3://"):
+                if key == "source-ref":
+                    sizes = None
+                continue
+            local = (path.parent / ref) if not Path(ref).is_absolute() else Path(ref)
+            if not local.is_file():
+                raise UserError(f"{key} file not found: {ref}", file=str(path), line=number, field=key)
+            if str(local) not in files:
                 digest = hashlib.sha1(str(local.resolve()).encode()).hexdigest()[:8]
-                images[str(local)] = f"{images_uri}/{digest}-{local.name}"
-                uploads.append(Upload(images[str(local)], path=local))
-            record = {**record, "source-ref": images[str(local)]}
+                files[str(local)] = f"{files_uri}/{digest}-{local.name}"
+                uploads.append(Upload(files[str(local)], path=local))
+            if key == "source-ref" and sizes is not None:
+                sizes.append(_image_size(local, path, number))
+            record[key] = files[str(local)]
             changed = True
         lines.append(json.dumps(record))
-    return ("\n".join(lines) + "\n").encode() if changed else None
+    return (("\n".join(lines) + "\n").encode() if changed else None), (sizes or None)
+
+
+def _image_size(image: Path, manifest: Path, line: int) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as opened:  # reads the header only
+            return opened.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"source-ref is not a readable image: {image} ({exc})", file=str(manifest), line=line,
+                        field="source-ref") from None
 
 
 def upload(plan: TrainingPlan, s3_client, *, create_default_bucket: bool = True) -> None:
@@ -211,36 +272,51 @@ def _ensure_bucket(s3_client, bucket: str, region: str) -> None:
         s3_client.create_bucket(Bucket=bucket, **kwargs)
 
 
-def wait_for_training(sagemaker_client, name: str, *, poll: float = 30.0,
+def wait_for_training(sagemaker_client, name: str, *, poll: float = 30.0, timeout: float | None = None,
                       progress: Callable[[dict[str, Any]], None] | None = None,
-                      sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Poll DescribeTrainingJob until the job ends; progress gets each description."""
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Poll DescribeTrainingJob until the job ends; progress gets each description (with
+    `ElapsedSeconds` added). Past `timeout` seconds: a UserError — the job itself runs on."""
+    started = clock()
     while True:
-        description = sagemaker_client.describe_training_job(TrainingJobName=name)
+        with aws_errors(f"DescribeTrainingJob {name}"):
+            description = sagemaker_client.describe_training_job(TrainingJobName=name)
+        elapsed = clock() - started
         if progress:
-            progress(description)
+            progress({**description, "ElapsedSeconds": round(elapsed)})
         if description["TrainingJobStatus"] in TERMINAL:
             return description
+        if timeout is not None and elapsed + poll > timeout:
+            raise UserError(f"training job {name} is still {description['TrainingJobStatus']} "
+                            f"({description.get('SecondaryStatus', '')}) after {elapsed:.0f} s; it keeps running: "
+                            f"aws sagemaker describe-training-job --training-job-name {name}", field="timeout")
         sleep(poll)
 
 
 def run_training(plan: TrainingPlan, session, home: Path | None = None, *, wait: bool = True,
-                 poll: float = 30.0, progress: Callable[[dict[str, Any]], None] | None = None) -> TrainingResult:
-    """Upload, CreateTrainingJob, and (by default) wait. Raises TrainingFailed with FailureReason."""
+                 poll: float = 30.0, timeout: float | None = None,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> TrainingResult:
+    """Upload, CreateTrainingJob, and (by default) wait — at most `timeout` seconds (default: the
+    job's own MaxRuntimeInSeconds plus an hour). Raises TrainingFailed with FailureReason."""
     require_credentials(session)
-    upload(plan, session.client("s3", region_name=plan.region))
+    with aws_errors(f"uploading the data of {plan.job_name}"):
+        upload(plan, session.client("s3", region_name=plan.region))
     sagemaker = session.client("sagemaker", region_name=plan.region)
-    sagemaker.create_training_job(**plan.request)
+    with aws_errors(f"CreateTrainingJob {plan.job_name}"):
+        sagemaker.create_training_job(**plan.request)
     result = TrainingResult(job_name=plan.job_name, algorithm=plan.algorithm, target="aws", labels=plan.labels,
                             features=plan.features, label_attribute=plan.label_attribute, region=plan.region,
-                            program=FRAMEWORKS.get(plan.algorithm), status="InProgress",
+                            program=FRAMEWORKS.get(plan.algorithm), status="InProgress", batch=plan.batch,
                             source_dir=rq.decode_hyperparameters(plan.request["HyperParameters"])
                             .get("sagemaker_submit_directory"))
     if home is not None:
         save_job(home, result)
     if not wait:
         return result
-    description = wait_for_training(sagemaker, plan.job_name, poll=poll, progress=progress)
+    if timeout is None:
+        timeout = plan.request["StoppingCondition"]["MaxRuntimeInSeconds"] + 3600
+    description = wait_for_training(sagemaker, plan.job_name, poll=poll, timeout=timeout, progress=progress)
     result.status = description["TrainingJobStatus"]
     result.model_artifact = description.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     result.metrics = {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList", [])}

@@ -76,6 +76,7 @@ class ManifestSummary:
     records: int
     attribute_names: list[str]
     class_names: dict[int, str]
+    task_type: str | None = None  # Ground Truth's `-metadata.type`, e.g. groundtruth/object-detection
 
 
 def summarise_manifest(path: Path, label_attribute: str, algorithm: str) -> ManifestSummary:
@@ -85,10 +86,12 @@ def summarise_manifest(path: Path, label_attribute: str, algorithm: str) -> Mani
     the attribute itself. Every line must have `source-ref` and the label attribute.
     """
     key = f"{label_attribute}-ref" if algorithm == "semantic-segmentation" else label_attribute
-    records, names = 0, {}
+    records, names, task_type = 0, {}, None
     for number, record in read_manifest(path):
         if algorithm == "semantic-segmentation" and key not in record and label_attribute in record:
             key = label_attribute  # a manifest written with the plain attribute name
+        if algorithm != "semantic-segmentation" and key not in record and f"{label_attribute}-ref" in record:
+            key = f"{label_attribute}-ref"  # a mask: found, so the task type check can name it
         if "source-ref" not in record:
             raise UserError("no 'source-ref': built-in algorithms read images by reference",
                             file=str(path), line=number, field="source-ref")
@@ -96,10 +99,16 @@ def summarise_manifest(path: Path, label_attribute: str, algorithm: str) -> Mani
             raise UserError(f"label attribute '{key}' is missing (keys: {', '.join(sorted(record))})",
                             file=str(path), line=number, field=key)
         names.update(_class_names(record, key, label_attribute))
+        metadata = record.get(f"{key}-metadata") or record.get(f"{label_attribute}-metadata") or {}
+        line_type = metadata.get("type") if isinstance(metadata, dict) else None
+        if records and line_type != task_type:
+            raise UserError(f"line type {line_type} differs from the first line's {task_type}",
+                            file=str(path), line=number, field=f"{key}-metadata.type")
+        task_type = line_type
         records += 1
     if records == 0:
         raise UserError("no labelled items in the manifest", file=str(path))
-    return ManifestSummary(path, records, ["source-ref", key], names)
+    return ManifestSummary(path, records, ["source-ref", key], names, task_type)
 
 
 def _class_names(record: dict[str, Any], key: str, label_attribute: str) -> dict[int, str]:

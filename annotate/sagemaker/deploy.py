@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -12,12 +14,23 @@ from botocore.exceptions import ClientError
 
 from annotate.errors import UserError
 from annotate.sagemaker import endpoint as local_endpoint
-from annotate.sagemaker.aws import require_credentials
+from annotate.sagemaker.aws import aws_errors, require_credentials
 from annotate.sagemaker.local import TrainingResult, jobs_dir, load_job
 from annotate.sagemaker.settings import BUILTINS, DEFAULT_INFERENCE_INSTANCE, FRAMEWORKS, image_uri
 
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 ENDPOINT_TERMINAL = {"InService", "Failed", "OutOfService"}
+
+
+DEFAULT_DEPLOY_TIMEOUT = 3600.0  # endpoints usually come up in 5-15 minutes
+
+
+def deployment_name(base: str, now: datetime | None = None) -> str:
+    """<base>-<UTC time to the millisecond>: model, endpoint config and endpoint names cannot be
+    reused while the old ones exist, so each deployment gets names of its own (≤ 63 characters)."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    stem = re.sub(r"[^a-zA-Z0-9-]+", "-", base).strip("-") or "endpoint"
+    return f"{stem[: 63 - len(stamp) - 1].rstrip('-')}-{stamp}"
 
 
 @dataclass
@@ -28,10 +41,12 @@ class DeployPlan:
     algorithm: str
     labels: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    endpoint_config: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": "aws", "endpoint": self.name, "region": self.region, "job": self.job,
-                "requests": self.requests}
+        return {"target": "aws", "endpoint": self.name, "model": self.model, "endpoint_config": self.endpoint_config,
+                "region": self.region, "job": self.job, "requests": self.requests}
 
 
 def _algorithm_of(description: dict[str, Any], local: TrainingResult | None) -> str:
@@ -66,7 +81,11 @@ def plan_deploy(description: dict[str, Any], *, region: str, local: TrainingResu
     if max_concurrency is not None and not 1 <= max_concurrency <= 200:
         raise UserError("max concurrency must be between 1 and 200", field="max_concurrency")
     algorithm = _algorithm_of(description, local)
-    name = name or job
+    unique = deployment_name(job)
+    name = name or unique
+    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name) or len(name) > 63:
+        raise UserError(f"endpoint name '{name}' must be 1-63 letters, digits and hyphens", field="name")
+    model_name = config_name = unique
     hyperparameters = description.get("HyperParameters", {})
     container: dict[str, Any] = {"Image": image_uri(algorithm, region, scope="inference"),
                                  "ModelDataUrl": description["ModelArtifacts"]["S3ModelArtifacts"]}
@@ -78,7 +97,7 @@ def plan_deploy(description: dict[str, Any], *, region: str, local: TrainingResu
             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
             "SAGEMAKER_REGION": region,
         }
-    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": name}
+    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name}
     if serverless_memory is not None:
         variant["ServerlessConfig"] = {"MemorySizeInMB": serverless_memory, "MaxConcurrency": max_concurrency or 5}
     else:
@@ -86,14 +105,15 @@ def plan_deploy(description: dict[str, Any], *, region: str, local: TrainingResu
                         "InitialVariantWeight": 1.0})
     requests = [
         {"service": "sagemaker", "operation": "CreateModel",
-         "body": {"ModelName": name, "ExecutionRoleArn": role_arn or description["RoleArn"],
+         "body": {"ModelName": model_name, "ExecutionRoleArn": role_arn or description["RoleArn"],
                   "PrimaryContainer": container}},
         {"service": "sagemaker", "operation": "CreateEndpointConfig",
-         "body": {"EndpointConfigName": name, "ProductionVariants": [variant]}},
+         "body": {"EndpointConfigName": config_name, "ProductionVariants": [variant]}},
         {"service": "sagemaker", "operation": "CreateEndpoint",
-         "body": {"EndpointName": name, "EndpointConfigName": name}},
+         "body": {"EndpointName": name, "EndpointConfigName": config_name}},
     ]
-    return DeployPlan(name, region, job, algorithm, list(local.labels) if local else [], requests)
+    return DeployPlan(name, region, job, algorithm, list(local.labels) if local else [], requests,
+                      model=model_name, endpoint_config=config_name)
 
 
 def _local_record(home: Path, job: str) -> TrainingResult | None:
@@ -105,36 +125,58 @@ def prepare_deploy_aws(home: Path, session, job: str, **options) -> DeployPlan:
     require_credentials(session)
     region = session.region_name
     client = session.client("sagemaker", region_name=region)
-    try:
-        description = client.describe_training_job(TrainingJobName=job)
-    except ClientError as exc:  # SageMaker says ValidationException, not ResourceNotFound
-        if not _missing(exc):
-            raise
-        raise UserError(f"no SageMaker training job named '{job}' in {region}", field="job") from None
-    return plan_deploy(description, region=region, local=_local_record(home, job), **options)
+    with aws_errors(f"DescribeTrainingJob {job}"):
+        try:
+            description = client.describe_training_job(TrainingJobName=job)
+        except ClientError as exc:  # SageMaker says ValidationException, not ResourceNotFound
+            if not _missing(exc):
+                raise
+            raise UserError(f"no SageMaker training job named '{job}' in {region}", field="job") from None
+    plan = plan_deploy(description, region=region, local=_local_record(home, job), **options)
+    # The service refuses a second endpoint of the same name: say so before creating anything.
+    with aws_errors(f"DescribeEndpoint {plan.name}"):
+        try:
+            existing = client.describe_endpoint(EndpointName=plan.name)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+            existing = None
+    if existing is not None:
+        raise UserError(f"endpoint '{plan.name}' already exists ({existing.get('EndpointStatus')}): choose another "
+                        f"--name, or `annotate teardown {plan.name}` first", field="name")
+    return plan
 
 
 def deploy_aws(home: Path, session, plan: DeployPlan, *, wait: bool = True, poll: float = 30.0,
-               progress: Callable[[dict[str, Any]], None] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Send the plan's requests, record the endpoint, and wait until InService."""
+               timeout: float = DEFAULT_DEPLOY_TIMEOUT, progress: Callable[[dict[str, Any]], None] | None = None,
+               sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Send the plan's requests, record the endpoint, and wait (at most `timeout` s) until InService."""
     client = session.client("sagemaker", region_name=plan.region)
     record = {"name": plan.name, "target": "aws", "region": plan.region, "job": plan.job,
-              "algorithm": plan.algorithm, "labels": plan.labels, "model": plan.name,
-              "endpoint_config": plan.name, "endpoint": plan.name, "status": "Creating"}
+              "algorithm": plan.algorithm, "labels": plan.labels, "model": plan.model or plan.name,
+              "endpoint_config": plan.endpoint_config or plan.name, "endpoint": plan.name, "status": "Creating"}
     # Record intent first: a crash between calls still leaves teardown knowing what to delete.
     local_endpoint.save_record(home, record)
     for request in plan.requests:
         method = {"CreateModel": client.create_model, "CreateEndpointConfig": client.create_endpoint_config,
                   "CreateEndpoint": client.create_endpoint}[request["operation"]]
-        method(**request["body"])
+        with aws_errors(f"{request['operation']} {next(iter(request['body'].values()))}"):
+            method(**request["body"])
     if wait:
+        started = clock()
         while True:
-            description = client.describe_endpoint(EndpointName=plan.name)
+            with aws_errors(f"DescribeEndpoint {plan.name}"):
+                description = client.describe_endpoint(EndpointName=plan.name)
+            elapsed = clock() - started
             if progress:
-                progress(description)
+                progress({**description, "ElapsedSeconds": round(elapsed)})
             if description["EndpointStatus"] in ENDPOINT_TERMINAL:
                 break
+            if elapsed + poll > timeout:
+                raise UserError(f"endpoint {plan.name} is still {description['EndpointStatus']} after {elapsed:.0f} s; "
+                                f"it keeps coming up: annotate deploy status via `aws sagemaker describe-endpoint "
+                                f"--endpoint-name {plan.name}`, or annotate teardown {plan.name}", field="timeout")
             sleep(poll)
         record["status"] = description["EndpointStatus"]
         local_endpoint.save_record(home, record)
@@ -185,20 +227,22 @@ def teardown_steps(home: Path, name: str, *, session=None, target: str | None = 
     region = (record or {}).get("region") or session.region_name
     client = session.client("sagemaker", region_name=region)
     config, models = (record or {}).get("endpoint_config"), [(record or {}).get("model")] if record else []
-    try:
-        config = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
-        if record is None:
-            raise UserError(f"no endpoint named '{name}' in {region}", field="endpoint") from None
-    if config:
+    with aws_errors(f"DescribeEndpoint {name}"):
         try:
-            variants = client.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
-            models = [v["ModelName"] for v in variants]
+            config = client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
         except ClientError as exc:
             if not _missing(exc):
                 raise
+            if record is None:
+                raise UserError(f"no endpoint named '{name}' in {region}", field="endpoint") from None
+    if config:
+        with aws_errors(f"DescribeEndpointConfig {config}"):
+            try:
+                variants = client.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+                models = [v["ModelName"] for v in variants]
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
 
     def delete(call: Callable[..., Any], **kwargs: str) -> Callable[[], bool]:
         def run() -> bool:
@@ -222,6 +266,10 @@ def teardown_steps(home: Path, name: str, *, session=None, target: str | None = 
 
 def teardown(home: Path, name: str, steps: Sequence[TeardownStep]) -> list[str]:
     """Run the steps (endpoint first, model last), then forget the endpoint; returns what went."""
-    done = [step.description for step in steps if step.run() is not False]
+    done = []
+    for step in steps:
+        with aws_errors(f"removing {step.description}"):
+            if step.run() is not False:
+                done.append(step.description)
     local_endpoint.record_path(home, name).unlink(missing_ok=True)
     return done

@@ -87,12 +87,21 @@ def make_server(model: LocalModel, host: str = HOST, port: int = 0) -> Threading
             if self.path != "/invocations":
                 self._reply(404, b"not found\n", "text/plain")
                 return
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self._reply(400, b"bad Content-Length\n", "text/plain")
+                return
+            body = self.rfile.read(length)
             try:
                 response, mime = model.invoke(body, self.headers.get("Content-Type"), self.headers.get("Accept"))
             except ValueError as exc:  # bad input (content type, shape, numbers): the caller's to fix
                 status = 415 if "content type" in str(exc) or "accept type" in str(exc) else 400
                 self._reply(status, f"{exc}\n".encode(), "text/plain")
+                return
+            except Exception as exc:  # the model failed on this input: answer, as SageMaker's containers do
+                self._reply(500, f"the model failed on this input: {type(exc).__name__}: {exc}\n".encode(),
+                            "text/plain")
                 return
             self._reply(200, response, mime)
 

@@ -48,6 +48,7 @@ class TrainingResult:
     source_dir: str | None = None
     region: str | None = None
     status: str = "Completed"
+    batch: str | None = None  # the batch whose labels it learned
 
     @property
     def model_accuracy(self) -> float | None:
@@ -142,6 +143,7 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
     validation = summarise_csv(validation_csv, settings.features) if validation_csv else None
     labels = list(export_value(export, "labels", [])) or _names(train, validation)
 
+    rq.check_script_hyperparameters(algorithm, settings.hyperparameters_for(algorithm), training_dir())
     name = job or rq.job_name(batch, algorithm)
     work = jobs_dir(home) / name
     if work.exists():
@@ -150,7 +152,7 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
     program = FRAMEWORKS[algorithm]
     channels = ["train"] + (["validation"] if validation else [])
     encoded = rq.encode_hyperparameters({
-        **rq.script_hyperparameters(settings.features, labels, settings.hyperparameters),
+        **rq.script_hyperparameters(settings.features, labels, settings.hyperparameters_for(algorithm)),
         "sagemaker_program": program, "sagemaker_submit_directory": str(source),
     })
 
@@ -168,12 +170,12 @@ def train_local(home: Path, export: Any, settings: TrainingSettings | dict, *, a
         archive.extractall(work / "code", filter="data")
 
     decoded = rq.decode_hyperparameters(encoded)
-    command = [python or sys.executable, program, *rq.to_cmd_args(decoded)]
+    command = [python or sys.executable, program, *rq.to_cmd_args(rq.toolkit_hyperparameters(encoded))]
     env = _environment(work, channels, decoded, program)
     result = TrainingResult(job_name=name, algorithm=algorithm, target="local", labels=labels,
                             features=list(settings.features), label_attribute=export_value(export, "label_attribute"),
                             work_dir=str(work), model_dir=str(work / "model"), program=program,
-                            source_dir=str(work / "code"), status="InProgress")
+                            source_dir=str(work / "code"), status="InProgress", batch=batch)
     save_job(home, result)
     returncode = _run(command, work / "code", env, work / "output" / "training.log", echo)
     if returncode != 0:

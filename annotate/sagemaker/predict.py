@@ -7,6 +7,7 @@ a threshold and draws them on the image (the counting walkthrough of the tutoria
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import mimetypes
@@ -16,9 +17,13 @@ from typing import Any
 
 from annotate.errors import UserError
 from annotate.sagemaker import endpoint as local_endpoint
-from annotate.sagemaker.aws import require_credentials
+from annotate.sagemaker.aws import aws_errors, require_credentials
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+MANIFEST_SUFFIXES = {".manifest", ".jsonl"}
+# Columns annotate's CSV export adds around an item's own: never features.
+EXPORT_COLUMNS = {"id", "label", "label_index", "confidence", "answers", "source-ref", "human-annotated",
+                  "machine_confidence"}
 
 
 @dataclass
@@ -30,9 +35,10 @@ class Prediction:
     boxes: list[dict[str, float]] = field(default_factory=list)
     output: str | None = None  # a file written (image with boxes, segmentation mask)
     raw: Any = None
+    item: dict[str, Any] | None = None  # the item's columns, when the input was an export's row or line
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "raw" and v not in (None, [])}
+        return {k: v for k, v in self.__dict__.items() if k not in ("raw", "item") and v not in (None, [])}
 
 
 def request_body(item: str, algorithm: str | None) -> tuple[bytes, str, str]:
@@ -50,6 +56,98 @@ def request_body(item: str, algorithm: str | None) -> tuple[bytes, str, str]:
     if item.lstrip().startswith(("{", "[")):
         return item.encode(), "application/json", item
     return item.encode(), "text/csv", item
+
+
+def _numeric(text: str) -> bool:
+    try:
+        [float(part) for part in text.replace(",", " ").split()] or float("x")
+    except ValueError:
+        return False
+    return True
+
+
+def _row_body(values: dict[str, Any], features: list[str], where: str, file: str, line: int) -> bytes:
+    """One CSV line of the features in training order (spaced values, e.g. pixels, kept as one field)."""
+    missing = [f for f in features if f not in values]
+    if missing:
+        raise UserError(f"{where} has no column {', '.join(missing)} (the model was trained on "
+                        f"{', '.join(features)})", file=file, line=line, field=missing[0])
+    out = io.StringIO()
+    fields = []
+    for name in features:
+        value = values[name]
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value if value is not None else "")
+        if not text.strip() or not _numeric(text):
+            raise UserError(f"feature '{name}' is not numeric: {text[:40]!r}", file=file, line=line, field=name)
+        fields.append(text)
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue().encode()
+
+
+def expand_input(item: str, algorithm: str | None,
+                 features: list[str]) -> list[tuple[bytes, str, str, dict[str, Any] | None]]:
+    """The requests for one INPUT. annotate's own exports are taken as they are: a CSV with a header
+    gives one request per row (id, label and other export columns dropped, the features in the
+    order the model was trained on); a manifest gives one per line (its image for the built-in
+    algorithms, its `source` features for script mode). Anything else is sent as it is.
+    Each request comes with its item's columns (None for a bare row), for --to-batch."""
+    path = Path(item)
+    suffix = path.suffix.lower() if path.is_file() else ""
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        header = rows[0] if rows else []
+        if not header or all(_numeric(field) for field in header if field.strip()):
+            return [(*request_body(item, algorithm), None)]  # plain rows of numbers
+        if algorithm in ("image-classification", "object-detection", "semantic-segmentation"):
+            raise UserError(f"{algorithm} predicts images, not CSV rows: give image files or the exported "
+                            "manifest", file=str(path), field="input")
+        columns = features or [c for c in header if c not in EXPORT_COLUMNS]
+        requests = []
+        for number, row in enumerate(rows[1:], start=2):
+            if not any(field.strip() for field in row):
+                continue
+            values = dict(zip(header, row))
+            name = f"{path.name}:{number}" + (f" ({values['id']})" if values.get("id") else "")
+            item = {k: v for k, v in values.items() if k not in EXPORT_COLUMNS - {"id", "source-ref"}}
+            requests.append((_row_body(values, columns, name, str(path), number), "text/csv", name, item))
+        if not requests:
+            raise UserError("no rows to predict", file=str(path))
+        return requests
+    if suffix in MANIFEST_SUFFIXES:
+        from annotate.sagemaker.data import read_manifest
+
+        requests = []
+        for number, record in read_manifest(path):
+            name = f"{path.name}:{number}"
+            if algorithm in ("image-classification", "object-detection", "semantic-segmentation"):
+                ref = record.get("source-ref")
+                if not ref:
+                    raise UserError("no 'source-ref' image to predict", file=str(path), line=number,
+                                    field="source-ref")
+                if str(ref).startswith("s3://"):
+                    raise UserError(f"{ref} is in S3: download the images first", file=str(path), line=number,
+                                    field="source-ref")
+                image = Path(ref) if Path(ref).is_absolute() else path.parent / ref
+                if not image.is_file():
+                    raise UserError(f"image not found: {ref}", file=str(path), line=number, field="source-ref")
+                body, content_type, _ = request_body(str(image), algorithm)
+                requests.append((body, content_type, str(image), {"id": image.stem, "source-ref": str(image)}))
+                continue
+            source = record.get("source")
+            try:
+                values = json.loads(source) if isinstance(source, str) else None
+            except json.JSONDecodeError:
+                values = None
+            if not isinstance(values, dict):
+                raise UserError("the line's 'source' holds no item columns (JSON object) to predict from",
+                                file=str(path), line=number, field="source")
+            columns = features or [c for c in values if c not in EXPORT_COLUMNS]
+            requests.append((_row_body(values, columns, name, str(path), number), "text/csv", name, dict(values)))
+        if not requests:
+            raise UserError("no lines to predict", file=str(path))
+        return requests
+    return [(*request_body(item, algorithm), None)]
 
 
 def count_objects(detections: list[list[float]], threshold: float = 0.5) -> list[dict[str, float]]:
@@ -94,7 +192,12 @@ def read_response(body: bytes, content_type: str, *, name: str, algorithm: str |
     if content_type.startswith("text/csv"):
         return [Prediction(name, label=line.split(",")[1] if "," in line else line, raw=line)
                 for line in body.decode().splitlines() if line.strip()]
-    data = json.loads(body)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        text = body[:200].decode("utf-8", errors="replace")
+        raise UserError(f"the endpoint's answer for {name} is not JSON ({content_type or 'no content type'}): "
+                        f"{text!r}") from None
     if isinstance(data, dict) and "prediction" in data:  # object detection
         boxes = count_objects(data["prediction"], threshold)
         written = None
@@ -154,15 +257,29 @@ def predict(home: Path, endpoint: str, inputs: list[str], *, target: str | None 
         runtime = session.client("sagemaker-runtime", region_name=record.get("region") or session.region_name)
     if algorithm == "semantic-segmentation":
         accept = "image/png"
+    features = _job_features(home, record.get("job"))
+    requests = [request for item in inputs for request in expand_input(item, algorithm, features)]
     results = []
-    for item in inputs:
-        body, content_type, name = request_body(item, algorithm)
+    for body, content_type, name, item in requests:
         if target == "local":
             answer, answer_type = local_endpoint.invoke_local(url, body, content_type, accept)
         else:
-            response = runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=content_type,
-                                               Accept=accept)
-            answer, answer_type = response["Body"].read(), response.get("ContentType", accept)
-        results.extend(read_response(answer, answer_type, name=name, algorithm=algorithm, labels=labels,
-                                     threshold=threshold, out_dir=out_dir))
+            with aws_errors(f"InvokeEndpoint {endpoint} with {name}"):
+                response = runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=content_type,
+                                                   Accept=accept)
+                answer, answer_type = response["Body"].read(), response.get("ContentType", accept)
+        rows = read_response(answer, answer_type, name=name, algorithm=algorithm, labels=labels,
+                             threshold=threshold, out_dir=out_dir)
+        for row in rows:
+            row.item = item
+        results.extend(rows)
     return results
+
+
+def _job_features(home: Path, job: str | None) -> list[str]:
+    """The features the endpoint's model was trained on, in order (empty when annotate did not train it)."""
+    from annotate.sagemaker.local import jobs_dir, load_job
+
+    if not job or not (jobs_dir(home) / job / "job.json").exists():
+        return []
+    return list(load_job(home, job).features or [])

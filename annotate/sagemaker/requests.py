@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from annotate.errors import UserError
+from annotate.sagemaker import algorithms
 from annotate.sagemaker.settings import BUILTINS, FRAMEWORKS, check_algorithm, image_uri
 
 MAX_JOB_NAME = 63
@@ -29,6 +30,7 @@ METRIC_DEFINITIONS = [
 
 # What each built-in needs besides num_classes and num_training_samples; values are strings,
 # as CreateTrainingJob requires. Small-data defaults: transfer learning from pretrained nets.
+# Every name here is in the algorithm's documented table (annotate.sagemaker.algorithms).
 BUILTIN_DEFAULTS: dict[str, dict[str, str]] = {
     "image-classification": {"image_shape": "3,224,224", "num_layers": "18", "use_pretrained_model": "1",
                              "epochs": "10", "learning_rate": "0.001", "mini_batch_size": "32",
@@ -72,17 +74,73 @@ def decode_hyperparameters(encoded: Mapping[str, str]) -> dict[str, Any]:
     return decoded
 
 
+def toolkit_hyperparameters(encoded: Mapping[str, str]) -> dict[str, Any]:
+    """The user hyperparameters as the SageMaker training toolkit hands them to the script: each
+    value of hyperparameters.json JSON-decoded (left as text when it is not JSON), and the
+    toolkit's own `sagemaker_*` settings taken out."""
+    return {k: v for k, v in decode_hyperparameters(encoded).items() if not k.startswith("sagemaker_")}
+
+
+def _arg_text(value: Any) -> str:
+    # The toolkit writes None as an empty string, bytes as latin-1 text, everything else as str().
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin1")
+    return str(value)
+
+
 def to_cmd_args(hyperparameters: Mapping[str, Any]) -> list[str]:
-    """The command line the SageMaker training toolkit builds: sorted `--key value`, sagemaker_* left out."""
+    """The script's command line as the SageMaker training toolkit builds it: keys sorted, each
+    `--name value`, except that a one-letter name becomes `-n` (so `C` arrives as `-C`); a
+    mapping value becomes `k=v,k=v`. Keys starting with `sagemaker_` never reach the script."""
     args = []
     for key in sorted(hyperparameters):
         if key.startswith("sagemaker_"):
             continue
+        name = _arg_text(key)
         value = hyperparameters[key]
         if isinstance(value, Mapping):
             value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
-        args += [f"--{key}" if len(key) > 1 else f"-{key}", str(value)]
+        args += [(f"--{name}" if len(name) > 1 else f"-{name}") if name else "", _arg_text(value)]
     return args
+
+
+def option_name(key: str) -> str:
+    """The option string a hyperparameter arrives as (see to_cmd_args)."""
+    return f"--{key}" if len(key) > 1 else f"-{key}"
+
+
+def script_options(algorithm: str, source_dir: Path) -> set[str]:
+    """The option strings a training script's parser defines (its build_parser())."""
+    import importlib.util
+    import sys
+
+    script = Path(source_dir) / FRAMEWORKS[algorithm]
+    spec = importlib.util.spec_from_file_location(f"annotate_script_{algorithm}", script)
+    module = importlib.util.module_from_spec(spec)
+    added = str(source_dir) not in sys.path
+    if added:
+        sys.path.insert(0, str(source_dir))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if added:
+            sys.path.remove(str(source_dir))
+    return {option for action in module.build_parser()._actions for option in action.option_strings}
+
+
+def check_script_hyperparameters(algorithm: str, extra: Mapping[str, Any], source_dir: Path) -> None:
+    """A script-mode hyperparameter the script does not define would be dropped on the way in
+    (or end the job): refuse it here, naming what the script accepts."""
+    options = script_options(algorithm, source_dir)
+    own = {"--features", "--labels", "--num_classes", "--model_dir", "--model-dir", "--train", "--validation",
+           "--output-data-dir", "--output_data_dir", "--sm-model-dir", "-h", "--help"}
+    for key in extra:
+        if option_name(str(key)) not in options:
+            accepted = sorted(o.lstrip("-") for o in options - own)
+            raise UserError(f"{algorithm} ({FRAMEWORKS[algorithm]}) has no hyperparameter '{key}' "
+                            f"(it accepts: {', '.join(accepted)})", field=f"training.hyperparameters.{key}")
 
 
 def script_hyperparameters(features: list[str], labels: list[str], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,15 +158,70 @@ def script_hyperparameters(features: list[str], labels: list[str], extra: Mappin
 
 
 def builtin_hyperparameters(algorithm: str, num_classes: int, num_training_samples: int,
-                            extra: Mapping[str, Any]) -> dict[str, str]:
-    values = dict(BUILTIN_DEFAULTS[algorithm])
+                            extra: Mapping[str, Any], *, image_sizes: list[tuple[int, int]] | None = None,
+                            num_validation_samples: int | None = None) -> dict[str, str]:
+    """The HyperParameters of a built-in job: defaults, the user's (checked against the algorithm's
+    documented table), and those only the batch can tell.
+
+    image_sizes are the (width, height) of the training images when annotate can read them (local
+    files); None when they are in S3 and unseen.
+    """
+    user = {name: algorithms.check_value(algorithm, name, algorithms.encode(value)) for name, value in extra.items()}
+    values = {**BUILTIN_DEFAULTS[algorithm], **user}
+    # A batch cannot be larger than the set it is drawn from (the algorithms fail otherwise).
+    values["mini_batch_size"] = str(min(int(values["mini_batch_size"]), num_training_samples))
+    if algorithm == "semantic-segmentation" and num_validation_samples:
+        values["validation_mini_batch_size"] = str(min(int(values.get("validation_mini_batch_size", 4)),
+                                                       num_validation_samples))
     if algorithm == "image-classification":
-        # The batch cannot be larger than the training set.
-        values["mini_batch_size"] = str(min(int(values["mini_batch_size"]), num_training_samples))
-    values.update({k: str(v) for k, v in extra.items()})
+        values.update(_image_classification_shape(values, user, image_sizes))
     values["num_classes"] = str(num_classes)
     values["num_training_samples"] = str(num_training_samples)
-    return values
+    return algorithms.check_hyperparameters(algorithm, values)
+
+
+PRETRAINED_SIDE = 224  # pretrained image-classification networks take 224 x 224 input only
+
+
+def _image_classification_shape(values: Mapping[str, str], user: Mapping[str, str],
+                                image_sizes: list[tuple[int, int]] | None) -> dict[str, str]:
+    """image_shape from the images; `resize` when they are smaller than the network's input.
+
+    The algorithm crops image_shape out of each image, so an image smaller than it fails the
+    job; `resize` scales each image's shortest side up first.
+    """
+    shortest = min((min(w, h) for w, h in image_sizes), default=None) if image_sizes else None
+    out: dict[str, str] = {}
+    if values.get("use_pretrained_model") == "1":
+        shape = f"3,{PRETRAINED_SIDE},{PRETRAINED_SIDE}"
+        if "image_shape" in user and user["image_shape"].replace(" ", "") != shape:
+            raise UserError(f"image-classification with use_pretrained_model=1 takes image_shape {shape} only "
+                            f"(got '{user['image_shape']}'); set use_pretrained_model = 0 to train from scratch",
+                            field="training.hyperparameters.image_shape")
+        out["image_shape"] = shape
+        side = PRETRAINED_SIDE
+    else:
+        if "image_shape" in user:
+            shape = user["image_shape"].replace(" ", "")
+        elif image_sizes:
+            width = min(w for w, _ in image_sizes)
+            height = min(h for _, h in image_sizes)
+            shape = f"3,{height},{width}"
+        else:
+            shape = values["image_shape"]
+        parts = shape.split(",")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise UserError(f"image_shape must be 'channels,height,width' (got '{shape}')",
+                            field="training.hyperparameters.image_shape")
+        out["image_shape"] = shape
+        side = max(int(parts[1]), int(parts[2]))
+    if "resize" in user:
+        if int(user["resize"]) < side:
+            raise UserError(f"resize {user['resize']} is smaller than the network's input ({side} px)",
+                            field="training.hyperparameters.resize")
+    elif shortest is None or shortest < side:
+        out["resize"] = str(side)  # unseen (S3) or too small: scale the shortest side up to the input
+    return out
 
 
 def builtin_channel(name: str, manifest_uri: str, attribute_names: list[str]) -> dict[str, Any]:
@@ -151,7 +264,8 @@ def builtin_training_request(*, name: str, algorithm: str, region: str, role_arn
                              train_manifest_uri: str, validation_manifest_uri: str | None,
                              attribute_names: list[str], num_classes: int, num_training_samples: int,
                              instance_type: str, hyperparameters: Mapping[str, Any] | None = None,
-                             max_runtime: int = 86400) -> dict[str, Any]:
+                             image_sizes: list[tuple[int, int]] | None = None,
+                             num_validation_samples: int | None = None, max_runtime: int = 86400) -> dict[str, Any]:
     """CreateTrainingJob for a built-in vision algorithm reading Ground Truth's augmented manifest."""
     check_algorithm(algorithm)
     if algorithm not in BUILTINS:
@@ -164,7 +278,8 @@ def builtin_training_request(*, name: str, algorithm: str, region: str, role_arn
         "AlgorithmSpecification": {"TrainingImage": image_uri(algorithm, region), "TrainingInputMode": "Pipe"},
         "InputDataConfig": channels,
         "HyperParameters": builtin_hyperparameters(algorithm, num_classes, num_training_samples,
-                                                   hyperparameters or {}),
+                                                   hyperparameters or {}, image_sizes=image_sizes,
+                                                   num_validation_samples=num_validation_samples),
     })
     return request
 

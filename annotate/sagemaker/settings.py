@@ -104,6 +104,23 @@ class TrainingSettings:
     role_arn: str | None = None
     s3_prefix: str | None = None
 
+    def hyperparameters_for(self, algorithm: str) -> dict[str, Any]:
+        """The hyperparameters meant for `algorithm`.
+
+        Plain keys belong to the batch's own algorithm ([training] algorithm, else sklearn); a
+        sub-table named after an algorithm (`[training.hyperparameters.object-detection]`) to that
+        one. So a script's `estimator = "svc"` never reaches a built-in job trained with --algorithm.
+        """
+        own = self.algorithm or DEFAULT_ALGORITHM
+        values = {k: v for k, v in self.hyperparameters.items() if k not in ALGORITHMS} if algorithm == own else {}
+        table = self.hyperparameters.get(algorithm)
+        if table is not None:
+            if not isinstance(table, Mapping):
+                raise UserError(f"hyperparameters.{algorithm} must be a table of that algorithm's hyperparameters",
+                                field=f"training.hyperparameters.{algorithm}")
+            values.update(table)
+        return values
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None, *, file: str | None = None) -> "TrainingSettings":
         """From a parsed batch.toml (the whole document or just its [training] table)."""
