@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
             form = parse_form(self.headers.get("Content-Type") or "", body) if self.command == "POST" else []
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
             answer = marketplace.site.handle(self.command, split.path, parse_qsl(split.query, keep_blank_values=True),
-                                             form, self.headers, f"http://{host}")
+                                             form, self.headers, f"http://{host}", body=body)
             if answer is None:
                 self._send(404, {"Content-Type": "text/plain"}, b"not found")
             else:
@@ -150,6 +150,7 @@ class MarketplaceServer:
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.marketplace = self
         self._httpd.verbose = verbose
+        self.backend.base_url = self.url  # GetFileUploadURL's URLs point here
         self._thread: threading.Thread | None = None
 
     @property

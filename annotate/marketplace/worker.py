@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError
+from annotate.marketplace.qualification_pages import QualificationPages, requirement_list
+from annotate.marketplace.question_form import is_question_form
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MAX_LISTING = 1000
@@ -83,18 +85,22 @@ def _with_params(url: str, params: Sequence[tuple[str, str]]) -> str:
 class WorkerSite:
     def __init__(self, backend: Marketplace):
         self.backend = backend
+        self.qualification_pages = QualificationPages(backend)
 
     def handle(self, method: str, path: str, query: list[tuple[str, str]], form: list[tuple[str, str]],
-               headers: Mapping[str, str], base_url: str) -> Response | None:
+               headers: Mapping[str, str], base_url: str, body: bytes = b"") -> Response | None:
         """Route one request; None when the path is not a worker page."""
         wants_json = "application/json" in (headers.get("Accept") or "") or dict(query).get("format") == "json"
         q = dict(query)
+        answer = self.qualification_pages.handle(method, path, query, form, headers, body)
+        if answer is not None:
+            return answer
         try:
             if method == "GET" and path in ("/", "/worker", "/worker/"):
                 return self.index(q.get("workerId"), q.get("format") == "json" or wants_json,
                                   q.get("after"), q.get("limit"))
             if method == "GET" and path == "/worker/preview":
-                return self.preview(q.get("hitId", ""))
+                return self.preview(q.get("hitId", ""), q.get("workerId") or None)
             if method == "POST" and path == "/worker/accept":
                 f = dict(form)
                 return self.accept(f.get("hitId", ""), f.get("workerId", ""), base_url, wants_json)
@@ -138,14 +144,27 @@ class WorkerSite:
             body += f"<p><a rel=\"next\" href=\"{escape('/worker/?' + urlencode(params))}\">More HITs</a></p>"
         return _page("Available HITs", body)
 
-    def preview(self, hit_id: str) -> Response:
-        hit = self.backend.hit_for_worker(hit_id)
+    def preview(self, hit_id: str, worker_id: str | None = None) -> Response:
+        hit = self.backend.hit_for_worker(hit_id, worker_id)
+        # ActionsGuarded: a worker who may not preview sees why, not the HIT; one who may preview
+        # but not accept sees it without the accept button (as on MTurk).
+        actions = set(hit.get("actions", ("Discover", "Preview", "Accept")))
+        if "Preview" not in actions:
+            raise WorkerError(403, "You do not meet the Qualification requirements to preview this HIT.",
+                              "QualificationRequirementNotMet")
         frame = escape("/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit_id}))
+        accept = (f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
+                  f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
+                  f"pattern=\"A[A-Z0-9]+\" value=\"{escape(worker_id or '')}\"></label> "
+                  f"<button type=\"submit\">Accept</button></form>")
+        if "Accept" not in actions:
+            accept = ("<p class=\"error\" data-code=\"QualificationRequirementNotMet\">You do not meet these "
+                      "Qualification requirements, so you cannot accept this HIT:</p>"
+                      + requirement_list(hit["unmet"], worker_id))
+        elif hit["requirements"]:
+            accept = "<p>Qualifications required:</p>" + requirement_list(hit["requirements"], worker_id) + accept
         body = (f"<p>{escape(hit['description'])}</p><p>Reward: ${escape(hit['reward'])} &middot; "
-                f"Assignments available: {hit['assignmentsAvailable']}</p>"
-                f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
-                f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
-                f"pattern=\"A[A-Z0-9]+\"></label> <button type=\"submit\">Accept</button></form>"
+                f"Assignments available: {hit['assignmentsAvailable']}</p>{accept}"
                 f"<iframe src=\"{frame}\" style=\"width:100%;height:600px\"></iframe>")
         return _page(hit["title"], body)
 
@@ -168,6 +187,8 @@ class WorkerSite:
             if q.get("hitId") and q["hitId"] != held["hitId"]:
                 raise WorkerError(400, "This assignment belongs to another HIT.", "HITMismatch")
             question = held["question"]
+        if is_question_form(question):
+            return self.qualification_pages.task_page(question, assignment_id, q.get("hitId", ""))
         html = _question_html(question)
         if html is not None:
             # MTurk shows the HTMLContent in an iframe with these very query parameters; serving it
