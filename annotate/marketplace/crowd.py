@@ -143,10 +143,15 @@ def gold_labels(gold: str) -> list[str]:
 
 
 class SimulatedWorker:
-    def __init__(self, worker_id: str, accuracy: float, spammer: bool):
+    def __init__(self, worker_id: str, accuracy: float, spammer: bool, country: str = "US",
+                 adult: bool = False, masters: bool = False):
         self.worker_id = worker_id
         self.accuracy = accuracy
         self.spammer = spammer
+        # What MTurk knows of the worker (the Locale, Adult and Masters qualifications).
+        self.country = country
+        self.adult = adult
+        self.masters = masters
 
     def __repr__(self) -> str:
         kind = "spammer" if self.spammer else f"accuracy={self.accuracy:.2f}"
@@ -317,7 +322,10 @@ class SimulatedCrowd(HTTPCrowd):
     thread_name = "simulated crowd"
 
     def __init__(self, url: str, gold: Mapping[str, str] | None = None, workers: int = 30,
-                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0):
+                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0,
+                 locales: Mapping[str, float] | None = None, adult_share: float = 0.0, masters_share: float = 0.0):
+        """`locales`: share of workers per country (ISO code -> share, summing to 1; default all US);
+        `adult_share`, `masters_share`: shares holding the Adult and Masters qualifications."""
         if workers < 1:
             raise ValueError("a crowd needs at least one worker")
         if not 0 <= spammer_share <= 1:
@@ -329,6 +337,16 @@ class SimulatedCrowd(HTTPCrowd):
         spammers = set(setup.sample(range(workers), round(workers * spammer_share)))
         self.workers = [SimulatedWorker("A" + "".join(setup.choice(alphabet) for _ in range(13)),
                                         setup.uniform(*accuracy), i in spammers) for i in range(workers)]
+        # Attributes come from their own generator, so adding them changes no one's answers.
+        traits = random.Random(f"crowd-traits-{seed}")
+        countries = list((locales or {"US": 1.0}).items())
+        if any(share < 0 for _, share in countries) or abs(sum(share for _, share in countries) - 1) > 1e-9:
+            raise ValueError("locales must map countries to shares that sum to 1")
+        for worker in self.workers:
+            worker.country = traits.choices([c for c, _ in countries], [w for _, w in countries])[0]
+            worker.adult = traits.random() < adult_share
+            worker.masters = traits.random() < masters_share
+        self._profiles_sent = False
         self._rng = random.Random(f"crowd-answers-{seed}")
         self._next = 0
         self._done: set[tuple[str, str]] = set()
@@ -459,9 +477,23 @@ class SimulatedCrowd(HTTPCrowd):
                                  "correct": None if gold is None else record["answer"] == gold})
         return "submitted"
 
+    def send_profiles(self) -> None:
+        """Tell the marketplace each worker's locale, adult and masters standing (once)."""
+        for worker in self.workers:
+            body = urlencode({"workerId": worker.worker_id, "country": worker.country,
+                              "adult": "1" if worker.adult else "0", "masters": "1" if worker.masters else "0"})
+            status, _, answer = self._request("POST", "/worker/profile", body.encode(),
+                                              {"Content-Type": "application/x-www-form-urlencoded",
+                                               "Accept": "application/json"})
+            if status != 200:
+                raise RuntimeError(f"worker profile answered HTTP {status}: {answer[:200]!r}")
+        self._profiles_sent = True
+
     def work(self, limit: int | None = None) -> int:
         """One pass: take every assignment slot available now and submit. Returns how many."""
         with self._lock:
+            if not self._profiles_sent:
+                self.send_profiles()
             submitted = 0
             for hit in self.listing():
                 for _ in range(hit["assignmentsAvailable"]):
@@ -476,7 +508,7 @@ class SimulatedCrowd(HTTPCrowd):
                         if outcome == "WorkerBlocked":
                             self._blocked.add(worker.worker_id)
                             continue
-                        if outcome == "AlreadyWorkedOn":
+                        if outcome in ("AlreadyWorkedOn", "QualificationRequirementNotMet"):
                             continue
                         break
                     if outcome == "submitted":
