@@ -309,6 +309,9 @@ def test_preview_and_discover_guards(srv, mturk):
         status, _, page = http("GET", srv.url + f"/worker/preview?hitId={hit_id}&workerId=AGERMAN1")
         assert status == 403 and "QualificationRequirementNotMet" in page
         assert try_accept(srv, hit_id, "AGERMAN1")[0] == 403
+        status, _, page = http("GET", srv.url + "/worker/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE"
+                                                f"&hitId={hit_id}&workerId=AGERMAN1")
+        assert status == 403 and "QualificationRequirementNotMet" in page
     profile(srv, "AUSWORKER2", "US", subdivision="CA")
     assert {preview, hidden, legacy} <= set(listing(srv, "AUSWORKER2"))
     accept(srv.url, hidden, "AUSWORKER2")

@@ -152,7 +152,8 @@ class WorkerSite:
         if "Preview" not in actions:
             raise WorkerError(403, "You do not meet the Qualification requirements to preview this HIT.",
                               "QualificationRequirementNotMet")
-        frame = escape("/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit_id}))
+        frame = escape("/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit_id,
+                                                    **({"workerId": worker_id} if worker_id else {})}))
         accept = (f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
                   f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
                   f"pattern=\"A[A-Z0-9]+\" value=\"{escape(worker_id or '')}\"></label> "
@@ -181,20 +182,24 @@ class WorkerSite:
         q = dict(query)
         assignment_id = q.get("assignmentId", "")
         if assignment_id == PREVIEW_ASSIGNMENT_ID:
-            question = self.backend.hit_for_worker(q.get("hitId", ""))["question"]
+            hit = self.backend.hit_for_worker(q.get("hitId", ""), q.get("workerId") or None)
+            if "Preview" not in hit.get("actions", ("Preview",)):
+                raise WorkerError(403, "You do not meet the Qualification requirements to preview this HIT.",
+                                  "QualificationRequirementNotMet")
+            question = hit["question"]
         else:
             held = self.backend.task(assignment_id)
             if q.get("hitId") and q["hitId"] != held["hitId"]:
                 raise WorkerError(400, "This assignment belongs to another HIT.", "HITMismatch")
             question = held["question"]
-        if is_question_form(question):
-            return self.qualification_pages.task_page(question, assignment_id, q.get("hitId", ""))
         html = _question_html(question)
         if html is not None:
             # MTurk shows the HTMLContent in an iframe with these very query parameters; serving it
             # as the page itself keeps the task's relative form actions working.
             return 200, {"Content-Type": "text/html; charset=utf-8"}, html.encode("utf-8")
         url = _external_url(question)
+        if url is None and is_question_form(question):
+            return self.qualification_pages.task_page(question, assignment_id, q.get("hitId", ""))
         if url is None:
             raise WorkerError(500, "This HIT's question cannot be shown.", "UnsupportedQuestion")
         return 302, {"Location": _with_params(url, query), "Content-Type": "text/plain"}, b""
