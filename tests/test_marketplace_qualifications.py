@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from conftest_marketplace import FakeClock, accept, client, hit_params, http, work
 
 from annotate.marketplace import MarketplaceServer
-from annotate.marketplace.crowd import SimulatedCrowd
+from annotate.marketplace.crowd import SimulatedCrowd, parse_forms
 from annotate.marketplace.responses import service_model
 
 QF_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2017-11-06/QuestionForm.xsd"
@@ -368,9 +368,13 @@ def test_deleting_a_type_rejects_pending_requests_and_waits_for_its_hits(srv, mt
     type_id = new_type(mturk)["QualificationTypeId"]
     hit_id = mturk.create_hit(**hit_params(QualificationRequirements=[{"QualificationTypeId": type_id,
                                                                         "Comparator": "Exists"}]))["HIT"]["HITId"]
+    hit_type_id = mturk.get_hit(HITId=hit_id)["HIT"]["HITTypeId"]
     request_qualification(srv, type_id, GOOD)
     assert mturk.list_qualification_requests(QualificationTypeId=type_id)["NumResults"] == 1
     mturk.delete_qualification_type(QualificationTypeId=type_id)
+    with pytest.raises(ClientError) as exc:
+        mturk.create_hit_with_hit_type(HITTypeId=hit_type_id, LifetimeInSeconds=600, Question=hit_params()["Question"])
+    assert error(exc) == ("RequestError", "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
     assert mturk.list_qualification_requests()["NumResults"] == 0
     # Still there (Inactive) while a HIT uses it, but unusable and not listed.
     assert mturk.get_qualification_type(QualificationTypeId=type_id)["QualificationType"][
@@ -537,3 +541,20 @@ def test_crowd_traits_do_not_change_answers(srv):
     assert [(w.worker_id, w.accuracy) for w in plain.workers] == [(w.worker_id, w.accuracy) for w in mixed.workers]
     with pytest.raises(ValueError):
         SimulatedCrowd(srv.url, locales={"US": 0.5})
+
+
+def test_html_pages_for_a_person(srv, mturk):
+    type_id = new_type(mturk, Test=TEST, AnswerKey=ANSWER_KEY, TestDurationInSeconds=300)["QualificationTypeId"]
+    status, _, page = http("POST", srv.url + "/worker/qualifications/request",
+                           {"qualificationTypeId": type_id, "workerId": GOOD})
+    assert status == 200 and "<h1>Qualification test: Tic-tac-toe</h1>" in page
+    form = [f for f in parse_forms(page)
+            if f["action"] == "/worker/qualifications/test"][0]
+    test_id = next(c["value"] for c in form["controls"] if c["name"] == "testId")
+    status, _, page = http("POST", srv.url + "/worker/qualifications/test",
+                           [("testId", test_id), ("workerId", GOOD), ("nextmove", "C1"), ("likelytowin", "likely")])
+    assert status == 200 and 'data-outcome="Granted"' in page and "a score of 50" in page
+    hit_id = mturk.create_hit(**hit_params(QualificationRequirements=[{
+        "QualificationTypeId": type_id, "Comparator": "GreaterThan", "IntegerValues": [60]}]))["HIT"]["HITId"]
+    status, _, page = http("GET", srv.url + f"/worker/preview?hitId={hit_id}&workerId={GOOD}")
+    assert "Tic-tac-toe GreaterThan 60" in page and "Request this qualification" in page

@@ -444,9 +444,13 @@ class Marketplace:
 
     def create_hit_with_hit_type(self, p: dict[str, Any]) -> dict[str, Any]:
         with self.operation("CreateHITWithHITType") as (conn, now):
-            if conn.execute("SELECT 1 FROM hit_types WHERE hit_type_id = ?", (p["HITTypeId"],)).fetchone() is None:
+            hit_type = conn.execute("SELECT qualification_requirements FROM hit_types WHERE hit_type_id = ?",
+                                    (p["HITTypeId"],)).fetchone()
+            if hit_type is None:
                 raise RequestError(f"Hit type {p['HITTypeId']} does not exist.",
                                    "AWS.MechanicalTurk.HITTypeDoesNotExist")
+            # A qualification type deleted (or made Inactive) since cannot guard new HITs.
+            self.qualifications.check_requirements(conn, json.loads(hit_type["qualification_requirements"] or "[]"))
             return self._create_hit(conn, now, p["HITTypeId"], p)
 
     def _check_token(self, conn: sqlite3.Connection, scope: str, token: str | None, now: float) -> sqlite3.Row | None:
