@@ -185,6 +185,8 @@ def test_list_qualification_types_pages(mturk):
     ({"Test": TEST}, "AWS.MechanicalTurk.InvalidParameterValue"),  # no TestDurationInSeconds
     ({"Test": TEST, "TestDurationInSeconds": 600, "AutoGranted": True}, "AWS.MechanicalTurk.InvalidParameterValue"),
     ({"AnswerKey": ANSWER_KEY}, "AWS.MechanicalTurk.InvalidParameterValue"),  # a key with no test
+    ({"Test": TEST.replace("</Overview>", "<Text>" + "x" * 65535 + "</Text></Overview>"),
+      "TestDurationInSeconds": 600}, "AWS.MechanicalTurk.InvalidParameterValue"),  # over 65,535 bytes
     ({"Test": "<QuestionForm>not ours</QuestionForm>", "TestDurationInSeconds": 600}, "AWS.MechanicalTurk.XMLParseError"),
     ({"Test": TEST, "TestDurationInSeconds": 600, "AnswerKey": ANSWER_KEY.replace(">C1<", ">Z9<")},
      "AWS.MechanicalTurk.XMLParseError"),  # the key names a selection the test lacks

@@ -42,6 +42,7 @@ SYSTEM_TYPES = {
 MASTERS = (MASTERS_SANDBOX, MASTERS_PRODUCTION)
 INTEGER_COMPARATORS = ("LessThan", "LessThanOrEqualTo", "GreaterThan", "GreaterThanOrEqualTo")
 MAX_VALUES = 30  # In / NotIn take at most this many values
+MAX_DOCUMENT_BYTES = 65535  # Test and AnswerKey
 ACTIONS = ("Discover", "Preview", "Accept")
 GUARDS = {"Accept": ("Accept",), "PreviewAndAccept": ("Preview", "Accept"),
           "DiscoverPreviewAndAccept": ("Discover", "Preview", "Accept")}
@@ -171,6 +172,10 @@ class Qualifications:
 
     @staticmethod
     def _check_test(test: str | None, key: str | None, auto_granted: bool, duration: int | None) -> None:
+        for name, value in (("Test", test), ("AnswerKey", key)):
+            if value is not None and len(value.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+                raise RequestError(f"{name} is {len(value.encode('utf-8'))} bytes; it must not be longer than "
+                                   f"{MAX_DOCUMENT_BYTES} bytes.", "AWS.MechanicalTurk.InvalidParameterValue")
         if test is None:
             if key is not None:
                 raise RequestError("An AnswerKey needs a Test to score.", "AWS.MechanicalTurk.InvalidParameterValue")
