@@ -560,3 +560,16 @@ def test_html_pages_for_a_person(srv, mturk):
         "QualificationTypeId": type_id, "Comparator": "GreaterThan", "IntegerValues": [60]}]))["HIT"]["HITId"]
     status, _, page = http("GET", srv.url + f"/worker/preview?hitId={hit_id}&workerId={GOOD}")
     assert "Tic-tac-toe GreaterThan 60" in page and "Request this qualification" in page
+
+
+def test_replayed_workers_without_the_qualification_are_skipped(srv, mturk):
+    from annotate.marketplace.replay import ReplayCrowd
+
+    type_id = new_type(mturk)["QualificationTypeId"]
+    mturk.associate_qualification_with_worker(QualificationTypeId=type_id, WorkerId="AREPLAYONE")
+    mturk.create_hit(**hit_params(MaxAssignments=2, RequesterAnnotation="b/1", QualificationRequirements=[
+        {"QualificationTypeId": type_id, "Comparator": "Exists"}]))
+    crowd = ReplayCrowd(srv.url, {"b/1": [("AREPLAYTWO", "cat"), ("AREPLAYONE", "dog")]}, seed=0)
+    assert crowd.work() == 1  # before: RuntimeError, the replay died on the refusal
+    assert [(s["worker_id"], s["why"]) for s in crowd.skipped] == [("AREPLAYTWO", "QualificationRequirementNotMet")]
+    assert [s["worker_id"] for s in crowd.submissions] == ["AREPLAYONE"]
