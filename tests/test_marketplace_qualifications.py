@@ -573,3 +573,18 @@ def test_replayed_workers_without_the_qualification_are_skipped(srv, mturk):
     assert crowd.work() == 1  # before: RuntimeError, the replay died on the refusal
     assert [(s["worker_id"], s["why"]) for s in crowd.skipped] == [("AREPLAYTWO", "QualificationRequirementNotMet")]
     assert [s["worker_id"] for s in crowd.submissions] == ["AREPLAYONE"]
+
+
+def test_locales_option(tmp_path):
+    from click.testing import CliRunner
+
+    from annotate.cli import cli
+    from annotate.marketplace.crowd import parse_locales
+
+    assert parse_locales("US=0.8, in=0.2") == {"US": 0.8, "IN": 0.2}
+    for bad in ("US=0.5", "USA=1", "US=x", ""):
+        with pytest.raises(ValueError):
+            parse_locales(bad)
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "marketplace", "serve", "--crowd", "simulated",
+                                      "--locales", "US=0.5,IN=0.2", "--port", "0"])
+    assert result.exit_code == 2 and "--locales" in result.output and "summing to 1" in result.output

@@ -43,15 +43,17 @@ def marketplace() -> None:
 @click.option("--workers", default=30, show_default=True, type=click.IntRange(1, 100000), help="Simulated workers.")
 @click.option("--spammers", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Share of simulated workers who answer at random.")
+@click.option("--locales", default="US=1", show_default=True, metavar="CC=SHARE,...",
+              help="Simulated workers' countries (the Worker_Locale qualification), e.g. US=0.8,IN=0.2.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulated crowd.")
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
           answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
-          workers: int, spammers: float, seed: int, verbose: bool) -> None:
+          workers: int, spammers: float, locales: str, seed: int, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C."""
     from annotate.marketplace import MarketplaceServer
-    from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd
+    from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd, parse_locales
     from annotate.marketplace.faults import ENV_VAR, FaultSpec
     from annotate.marketplace.replay import ReplayCrowd, ReplayError
 
@@ -64,6 +66,10 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         spec = FaultSpec.parse(faults if faults is not None else os.environ.get(ENV_VAR, ""))
     except ValueError as exc:
         raise UserError(str(exc), field=source) from None
+    try:
+        shares = parse_locales(locales)
+    except ValueError as exc:
+        raise UserError(str(exc), field="--locales") from None
     path = Path(db_path) if db_path else workspace.ensure().marketplace_db
     try:
         srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots)
@@ -79,9 +85,10 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         click.echo(f"media:              {srv.url}/media/{index}/ -> {root}")
     simulated: HTTPCrowd | None = None
     if crowd == "simulated":
-        simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
+        simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed,
+                                   locales=shares)
         click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
-                   f"{len(gold)} gold labels, seed {seed}")
+                   f"{len(gold)} gold labels, seed {seed}, locales {locales}")
     elif crowd == "replay":
         assert answers_csv is not None
         try:

@@ -11,6 +11,10 @@ label. Multi-label checkbox groups: gold is a JSON list ('["a", "b"]') or a comm
 string ("a,b") of the values to tick. Free text: the first visible text input or textarea gets
 the gold string, or a perturbed copy of it when the worker errs.
 
+Workers carry what MTurk knows of them (country, adult, masters; shares configurable), sent to
+the marketplace's `/worker/profile` before the first pass, so Locale / Adult / Masters
+requirements are enforced on them; a worker a HIT's requirements refuse is skipped for the next.
+
 Deterministic given the seed and the order of HITs (the listing is oldest first).
 """
 
@@ -140,6 +144,23 @@ def gold_labels(gold: str) -> list[str]:
         if isinstance(value, list):
             return [str(v) for v in value]
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_locales(spec: str) -> dict[str, float]:
+    """"US=0.8,IN=0.2" -> {"US": 0.8, "IN": 0.2}: shares of simulated workers per country."""
+    shares: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        country, _, share = part.partition("=")
+        country = country.strip().upper()
+        if len(country) != 2 or not country.isalpha():
+            raise ValueError(f"{country!r} is not a two-letter country code (in {spec!r})")
+        try:
+            shares[country] = float(share)
+        except ValueError:
+            raise ValueError(f"the share of {country} must be a number, not {share!r}") from None
+    if not shares or any(v < 0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-9:
+        raise ValueError(f"locale shares must be COUNTRY=SHARE pairs summing to 1, not {spec!r}")
+    return shares
 
 
 class SimulatedWorker:
