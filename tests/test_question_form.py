@@ -213,7 +213,7 @@ def test_create_hit_accepts_question_form_and_refuses_a_bad_one(mturk):
 def test_question_form_hit_with_file_upload_and_get_file_upload_url(srv, mturk):
     hit_id = mturk.create_hit(**hit_params(Question=FORM))["HIT"]["HITId"]
     status, _, preview = http("GET", srv.url + f"/worker/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId={hit_id}")
-    assert status == 200 and 'name="animal"' in preview
+    assert status == 200 and 'name="animal"' in preview and 'type="submit"' not in preview
     assignment_id = accept(srv.url, hit_id, WORKER)
     status, _, page = http("GET", srv.url + f"/worker/task?assignmentId={assignment_id}&hitId={hit_id}")
     form = parse_forms(page)[0]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 Response = tuple[int, dict[str, str], bytes]
 SUBMIT_PATH = "/worker/question-form/submit"
+PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 
 
 def parse_body(content_type: str, body: bytes) -> tuple[list[tuple[str, str]], dict[str, Upload]]:
@@ -185,7 +186,11 @@ class QualificationPages:
     def task_page(question: str, assignment_id: str, hit_id: str) -> Response:
         """A QuestionForm HIT's task page; in preview (no assignment) the form cannot be submitted."""
         form = question_form.parse(question)
-        html = question_form.render(form, SUBMIT_PATH, [("assignmentId", assignment_id), ("hitId", hit_id)])
+        preview = assignment_id == PREVIEW_ASSIGNMENT_ID
+        html = question_form.render(form, SUBMIT_PATH, [("assignmentId", assignment_id), ("hitId", hit_id)],
+                                    submit_label=None if preview else "Submit")
+        if preview:
+            html = "<p><em>Preview: accept the HIT to answer.</em></p>" + html
         return 200, {"Content-Type": "text/html; charset=utf-8"}, (
             "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Task</title></head><body>"
             + html + "</body></html>").encode("utf-8")

@@ -368,8 +368,9 @@ def _plain(html: str) -> str:
 
 def render(form: QuestionForm, action: str, hidden: Sequence[tuple[str, str]] = (),
            values: Mapping[str, list[str]] | None = None, errors: Mapping[str, str] | None = None,
-           submit_label: str = "Submit") -> str:
-    """The form as HTML (a fragment: one <form>). `values` and `errors` re-show a refused submission."""
+           submit_label: str | None = "Submit") -> str:
+    """The form as HTML (a fragment: one <form>). `values` and `errors` re-show a refused submission;
+    without a `submit_label` the form has no submit button (a preview)."""
     values = values or {}
     errors = errors or {}
     multipart = any(isinstance(q.answer, FileUpload) for q in form.questions)
@@ -378,7 +379,9 @@ def render(form: QuestionForm, action: str, hidden: Sequence[tuple[str, str]] = 
     out.extend(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in hidden)
     for part in form.parts:
         out.append(part if isinstance(part, str) else _render_question(part, values, errors.get(part.identifier)))
-    out.append(f'<p><input type="submit" name="submitButton" value="{escape(submit_label)}"></p></form>')
+    if submit_label is not None:
+        out.append(f'<p><input type="submit" name="submitButton" value="{escape(submit_label)}"></p>')
+    out.append("</form>")
     return "".join(out)
 
 
