@@ -513,7 +513,8 @@ class SimulatedCrowd(HTTPCrowd):
     def work(self, limit: int | None = None) -> int:
         """One pass: take every assignment slot available now and submit. Returns how many."""
         with self._lock:
-            if not self._profiles_sent:
+            # The marketplace takes a worker it has not been told about as US, not adult, not Masters.
+            if not self._profiles_sent and any(w.country != "US" or w.adult or w.masters for w in self.workers):
                 self.send_profiles()
             submitted = 0
             for hit in self.listing():
