@@ -446,7 +446,7 @@ def collect(form: QuestionForm, fields: Sequence[tuple[str, str]],
                 errors[q.identifier] = f"{unknown[0]!r} is not one of the choices."
                 continue
             if not picked:
-                if q.required or a.min_count > 0 and q.required:
+                if q.required:
                     errors[q.identifier] = "This question needs an answer."
                 continue
             if not a.min_count <= len(picked) <= a.max_count:
