@@ -49,17 +49,19 @@ def marketplace() -> None:
 @click.option("--workers", default=30, show_default=True, type=click.IntRange(1, 100000), help="Simulated workers.")
 @click.option("--spammers", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Share of simulated workers who answer at random.")
+@click.option("--locales", default="US=1", show_default=True, metavar="CC=SHARE,...",
+              help="Simulated workers' countries (the Worker_Locale qualification), e.g. US=0.8,IN=0.2.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulated crowd.")
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
           answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
-          layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, seed: int,
-          verbose: bool) -> None:
+          layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, locales: str,
+          seed: int, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C (SIGINT) or SIGTERM."""
     from annotate.interrupt import stop_on_signals
     from annotate.marketplace import MarketplaceServer
-    from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd
+    from annotate.marketplace.crowd import HTTPCrowd, SimulatedCrowd, parse_locales
     from annotate.marketplace.faults import ENV_VAR, FaultSpec
     from annotate.marketplace.replay import ReplayCrowd, ReplayError
 
@@ -72,6 +74,10 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         spec = FaultSpec.parse(faults if faults is not None else os.environ.get(ENV_VAR, ""))
     except ValueError as exc:
         raise UserError(str(exc), field=source) from None
+    try:
+        shares = parse_locales(locales)
+    except ValueError as exc:
+        raise UserError(str(exc), field="--locales") from None
     hit_layouts = _read_layouts(layout_specs)
     if notification_endpoint is not None and not notification_endpoint.startswith(("http://", "https://")):
         raise UserError(f"{notification_endpoint!r} is not an http(s) URL", field="--notification-endpoint")
@@ -102,9 +108,10 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
             if srv.deliverer.endpoint_url:
                 click.echo(f"notifications to:   {srv.deliverer.endpoint_url}")
             if crowd == "simulated":
-                simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed)
+                simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed,
+                                           locales=shares)
                 click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
-                           f"{len(gold)} gold labels, seed {seed}")
+                           f"{len(gold)} gold labels, seed {seed}, locales {locales}")
             elif crowd == "replay":
                 assert answers_csv is not None
                 try:

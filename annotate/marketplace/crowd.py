@@ -11,6 +11,10 @@ label. Multi-label checkbox groups: gold is a JSON list ('["a", "b"]') or a comm
 string ("a,b") of the values to tick. Free text: the first visible text input or textarea gets
 the gold string, or a perturbed copy of it when the worker errs.
 
+Workers carry what MTurk knows of them (country, adult, masters; shares configurable), sent to
+the marketplace's `/worker/profile` before the first pass, so Locale / Adult / Masters
+requirements are enforced on them; a worker a HIT's requirements refuse is skipped for the next.
+
 Deterministic given the seed and the order of HITs (the listing is oldest first).
 """
 
@@ -149,11 +153,33 @@ def gold_labels(gold: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def parse_locales(spec: str) -> dict[str, float]:
+    """"US=0.8,IN=0.2" -> {"US": 0.8, "IN": 0.2}: shares of simulated workers per country."""
+    shares: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        country, _, share = part.partition("=")
+        country = country.strip().upper()
+        if len(country) != 2 or not country.isalpha():
+            raise ValueError(f"{country!r} is not a two-letter country code (in {spec!r})")
+        try:
+            shares[country] = float(share)
+        except ValueError:
+            raise ValueError(f"the share of {country} must be a number, not {share!r}") from None
+    if not shares or any(v < 0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-9:
+        raise ValueError(f"locale shares must be COUNTRY=SHARE pairs summing to 1, not {spec!r}")
+    return shares
+
+
 class SimulatedWorker:
-    def __init__(self, worker_id: str, accuracy: float, spammer: bool):
+    def __init__(self, worker_id: str, accuracy: float, spammer: bool, country: str = "US",
+                 adult: bool = False, masters: bool = False):
         self.worker_id = worker_id
         self.accuracy = accuracy
         self.spammer = spammer
+        # What MTurk knows of the worker (the Locale, Adult and Masters qualifications).
+        self.country = country
+        self.adult = adult
+        self.masters = masters
 
     def __repr__(self) -> str:
         kind = "spammer" if self.spammer else f"accuracy={self.accuracy:.2f}"
@@ -335,7 +361,10 @@ class SimulatedCrowd(HTTPCrowd):
     thread_name = "simulated crowd"
 
     def __init__(self, url: str, gold: Mapping[str, str] | None = None, workers: int = 30,
-                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0):
+                 accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0,
+                 locales: Mapping[str, float] | None = None, adult_share: float = 0.0, masters_share: float = 0.0):
+        """`locales`: share of workers per country (ISO code -> share, summing to 1; default all US);
+        `adult_share`, `masters_share`: shares holding the Adult and Masters qualifications."""
         if workers < 1:
             raise ValueError("a crowd needs at least one worker")
         if not 0 <= spammer_share <= 1:
@@ -347,6 +376,16 @@ class SimulatedCrowd(HTTPCrowd):
         spammers = set(setup.sample(range(workers), round(workers * spammer_share)))
         self.workers = [SimulatedWorker("A" + "".join(setup.choice(alphabet) for _ in range(13)),
                                         setup.uniform(*accuracy), i in spammers) for i in range(workers)]
+        # Attributes come from their own generator, so adding them changes no one's answers.
+        traits = random.Random(f"crowd-traits-{seed}")
+        countries = list((locales or {"US": 1.0}).items())
+        if any(share < 0 for _, share in countries) or abs(sum(share for _, share in countries) - 1) > 1e-9:
+            raise ValueError("locales must map countries to shares that sum to 1")
+        for worker in self.workers:
+            worker.country = traits.choices([c for c, _ in countries], [w for _, w in countries])[0]
+            worker.adult = traits.random() < adult_share
+            worker.masters = traits.random() < masters_share
+        self._profiles_sent = False
         self._rng = random.Random(f"crowd-answers-{seed}")
         self._next = 0
         self._done: set[tuple[str, str]] = set()
@@ -477,9 +516,24 @@ class SimulatedCrowd(HTTPCrowd):
                                  "correct": None if gold is None else record["answer"] == gold})
         return "submitted"
 
+    def send_profiles(self) -> None:
+        """Tell the marketplace each worker's locale, adult and masters standing (once)."""
+        for worker in self.workers:
+            body = urlencode({"workerId": worker.worker_id, "country": worker.country,
+                              "adult": "1" if worker.adult else "0", "masters": "1" if worker.masters else "0"})
+            status, _, answer = self._request("POST", "/worker/profile", body.encode(),
+                                              {"Content-Type": "application/x-www-form-urlencoded",
+                                               "Accept": "application/json"})
+            if status != 200:
+                raise RuntimeError(f"worker profile answered HTTP {status}: {answer[:200]!r}")
+        self._profiles_sent = True
+
     def work(self, limit: int | None = None) -> int:
         """One pass: take every assignment slot available now and submit. Returns how many."""
         with self._lock:
+            # The marketplace takes a worker it has not been told about as US, not adult, not Masters.
+            if not self._profiles_sent and any(w.country != "US" or w.adult or w.masters for w in self.workers):
+                self.send_profiles()
             submitted = 0
             for hit in self.listing():
                 for _ in range(hit["assignmentsAvailable"]):
@@ -494,7 +548,7 @@ class SimulatedCrowd(HTTPCrowd):
                         if outcome == "WorkerBlocked":
                             self._blocked.add(worker.worker_id)
                             continue
-                        if outcome == "AlreadyWorkedOn":
+                        if outcome in ("AlreadyWorkedOn", "QualificationRequirementNotMet"):
                             continue
                         break
                     if outcome == "submitted":

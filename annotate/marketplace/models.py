@@ -152,9 +152,17 @@ def parse_question(question: str) -> dict[str, Any]:
         if not url.startswith(("https://", "http://")):
             raise RequestError(f"ExternalURL must be an http(s) URL, not {url!r}.", "AWS.MechanicalTurk.XMLParseError")
         return {"kind": "ExternalQuestion", "url": url, "frame_height": frame_height(ns)}
+    if root.tag.startswith("{" + QUESTION_NS) and root.tag.endswith("}QuestionForm"):
+        from annotate.marketplace import question_form
+        try:
+            question_form.parse(question)
+        except question_form.QuestionFormError as exc:
+            raise RequestError(f"There was an error parsing the XML question data in your request: {exc}",
+                               "AWS.MechanicalTurk.XMLParseError") from None
+        return {"kind": "QuestionForm"}
     raise RequestError(f"There was an error parsing the XML question data in your request: the root element "
-                       f"{root.tag!r} is not an HTMLQuestion ({HTML_QUESTION_NS}) or an ExternalQuestion "
-                       f"(QuestionForm is not supported by this marketplace).", "AWS.MechanicalTurk.XMLParseError")
+                       f"{root.tag!r} is not an HTMLQuestion ({HTML_QUESTION_NS}), an ExternalQuestion or a "
+                       f"QuestionForm.", "AWS.MechanicalTurk.XMLParseError")
 
 
 SCHEMA = """
@@ -211,6 +219,11 @@ class Marketplace:
             outbox.create_schema(c)
             from annotate.marketplace import layouts  # imports this module
             layouts.create_schema(c)
+        # Split out by concept (they import this module, hence here).
+        from annotate.marketplace.file_uploads import FileUploads
+        from annotate.marketplace.qualifications import Qualifications
+        self.qualifications = Qualifications(self)
+        self.file_uploads = FileUploads(self)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -425,6 +438,7 @@ class Marketplace:
             "auto_approval_delay": int(p.get("AutoApprovalDelayInSeconds", DEFAULT_AUTO_APPROVAL_DELAY)),
             "qualification_requirements": json.dumps(p.get("QualificationRequirements") or [], sort_keys=True),
         }
+        self.qualifications.check_requirements(conn, p.get("QualificationRequirements"))
         digest = hashlib.sha256(json.dumps(props, sort_keys=True).encode()).digest()
         hit_type_id = "3" + "".join(ID_ALPHABET[b % 36] for b in digest[:29])
         conn.execute("INSERT OR IGNORE INTO hit_types (hit_type_id, title, description, keywords, reward, "
@@ -443,9 +457,13 @@ class Marketplace:
 
     def create_hit_with_hit_type(self, p: dict[str, Any]) -> dict[str, Any]:
         with self.operation("CreateHITWithHITType") as (conn, now):
-            if conn.execute("SELECT 1 FROM hit_types WHERE hit_type_id = ?", (p["HITTypeId"],)).fetchone() is None:
+            hit_type = conn.execute("SELECT qualification_requirements FROM hit_types WHERE hit_type_id = ?",
+                                    (p["HITTypeId"],)).fetchone()
+            if hit_type is None:
                 raise RequestError(f"Hit type {p['HITTypeId']} does not exist.",
                                    "AWS.MechanicalTurk.HITTypeDoesNotExist")
+            # A qualification type deleted (or made Inactive) since cannot guard new HITs.
+            self.qualifications.check_requirements(conn, json.loads(hit_type["qualification_requirements"] or "[]"))
             return self._create_hit(conn, now, p["HITTypeId"], p)
 
     def _check_token(self, conn: sqlite3.Connection, scope: str, token: str | None, now: float) -> sqlite3.Row | None:
@@ -709,25 +727,42 @@ class Marketplace:
                 extra += (" AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id AND a.worker_id = ? "
                           "AND a.status != ?)")
                 args += [worker_id, ABANDONED]
-            rows = conn.execute(
-                "SELECT h.*, t.title, t.description, t.keywords, t.reward, t.assignment_duration, "
-                "t.auto_approval_delay, t.qualification_requirements FROM hits h JOIN hit_types t USING (hit_type_id) "
-                f"WHERE h.status = 'Assignable' AND h.available > 0 AND h.expiration > ?{extra} ORDER BY h.seq LIMIT ?",
-                (*args, limit)).fetchall()
+            sql = ("SELECT h.*, t.title, t.description, t.keywords, t.reward, t.assignment_duration, "
+                   "t.auto_approval_delay, t.qualification_requirements FROM hits h JOIN hit_types t USING (hit_type_id) "
+                   f"WHERE h.status = 'Assignable' AND h.available > 0 AND h.expiration > ?{extra} AND h.seq > ? "
+                   "ORDER BY h.seq LIMIT ?")
+            rows, seq = [], 0
+            while len(rows) < limit:  # HITs a worker may not discover are skipped, so read on past them
+                batch = conn.execute(sql, (*args, seq, limit)).fetchall()
+                if not batch:
+                    break
+                seq = batch[-1]["seq"]
+                rows += [r for r in batch if not worker_id or r["qualification_requirements"] in (None, "[]")
+                         or "Discover" in self.qualifications.access(conn, worker_id, r["qualification_requirements"])[0]]
+                if len(batch) < limit:
+                    break
+            rows = rows[:limit]
             return [{"hitId": r["hit_id"], "hitTypeId": r["hit_type_id"], "title": r["title"],
                      "description": r["description"], "keywords": r["keywords"], "reward": r["reward"],
                      "assignmentsAvailable": r["available"], "assignmentDurationInSeconds": r["assignment_duration"],
                      "expiration": r["expiration"], "requesterAnnotation": r["requester_annotation"]} for r in rows]
 
-    def hit_for_worker(self, hit_id: str) -> dict[str, Any]:
-        """What a worker may see of a HIT (never the RequesterAnnotation)."""
+    def hit_for_worker(self, hit_id: str, worker_id: str | None = None) -> dict[str, Any]:
+        """What a worker may see of a HIT (never the RequesterAnnotation); with `worker_id`, also
+        what that worker may do with it (`actions`) and the requirements they do not meet."""
         with self.operation() as (conn, now):
             row = conn.execute(
-                "SELECT h.*, t.title, t.description, t.keywords, t.reward, t.assignment_duration FROM hits h "
+                "SELECT h.*, t.title, t.description, t.keywords, t.reward, t.assignment_duration, "
+                "t.qualification_requirements FROM hits h "
                 "JOIN hit_types t USING (hit_type_id) WHERE h.hit_id = ? AND h.disposed = 0", (hit_id,)).fetchone()
             if row is None:
                 raise WorkerError(404, f"There is no HIT {hit_id}.", "HITNotFound")
-            return {"hitId": row["hit_id"], "title": row["title"], "description": row["description"],
+            requirements = json.loads(row["qualification_requirements"] or "[]")
+            access: dict[str, Any] = {"requirements": [self.qualifications.describe(conn, r) for r in requirements]}
+            if worker_id:
+                actions, unmet = self.qualifications.access(conn, worker_id, requirements)
+                access.update(actions=sorted(actions), unmet=[self.qualifications.describe(conn, r) for r in unmet])
+            return {**access, "hitId": row["hit_id"], "title": row["title"], "description": row["description"],
                     "keywords": row["keywords"], "reward": row["reward"], "question": row["question"],
                     "assignmentsAvailable": row["available"] if row["expiration"] > now else 0,
                     "assignmentDurationInSeconds": row["assignment_duration"], "status": row["status"]}
@@ -738,8 +773,9 @@ class Marketplace:
                     or worker_id != worker_id.upper() or len(worker_id) > 64:
                 raise WorkerError(400, f"{worker_id!r} is not a worker id (A followed by uppercase letters and digits).",
                                   "InvalidWorkerId")
-            hit = conn.execute("SELECT h.*, t.assignment_duration FROM hits h JOIN hit_types t USING (hit_type_id) "
-                               "WHERE hit_id = ? AND disposed = 0", (hit_id,)).fetchone()
+            hit = conn.execute("SELECT h.*, t.assignment_duration, t.qualification_requirements FROM hits h "
+                               "JOIN hit_types t USING (hit_type_id) WHERE hit_id = ? AND disposed = 0",
+                               (hit_id,)).fetchone()
             if hit is None:
                 raise WorkerError(404, f"There is no HIT {hit_id}.", "HITNotFound")
             if conn.execute("SELECT 1 FROM worker_blocks WHERE worker_id = ?", (worker_id,)).fetchone():
@@ -749,6 +785,9 @@ class Marketplace:
                             (hit_id, worker_id, ABANDONED)).fetchone():
                 raise WorkerError(409, "You have already worked on this HIT; a worker gets at most one assignment "
                                        "of a HIT.", "AlreadyWorkedOn")
+            if "Accept" not in self.qualifications.access(conn, worker_id, hit["qualification_requirements"])[0]:
+                raise WorkerError(403, "You do not meet the Qualification requirements of this HIT.",
+                                  "QualificationRequirementNotMet")
             if hit["expiration"] <= now or hit["available"] <= 0 or hit["status"] != "Assignable":
                 raise WorkerError(410, "There are no more assignments of this HIT available.", "NoAssignmentsAvailable")
             assignment_id = new_id()
@@ -783,7 +822,10 @@ class Marketplace:
             self._recompute(conn, row["hit_id"], now)
             return {"assignmentId": assignment_id, "hitId": row["hit_id"], "status": "Returned"}
 
-    def submit(self, assignment_id: str, fields: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    def submit(self, assignment_id: str, fields: Sequence[tuple[str, str]],
+               answer_with: Callable[[sqlite3.Connection, float], str] | None = None) -> dict[str, Any]:
+        """Submit form fields as FreeText answers, or the answer XML `answer_with` builds inside this
+        transaction (a QuestionForm, whose uploaded files are stored with the submission)."""
         with self.operation() as (conn, now):
             row = conn.execute("SELECT a.*, t.auto_approval_delay FROM assignments a JOIN hits h USING (hit_id) "
                                "JOIN hit_types t USING (hit_type_id) WHERE a.assignment_id = ?",
@@ -794,7 +836,7 @@ class Marketplace:
                 raise WorkerError(410, "The time allotted for this assignment has expired.", "AssignmentExpired")
             if row["status"] != ACCEPTED:
                 raise WorkerError(409, "This assignment has already been submitted.", "AlreadySubmitted")
-            answer = answers_xml(fields)
+            answer = answer_with(conn, now) if answer_with is not None else answers_xml(fields)
             conn.execute("UPDATE assignments SET status = ?, submit_time = ?, auto_approval_time = ?, answer = ? "
                          "WHERE assignment_id = ?",
                          (SUBMITTED, now, now + row["auto_approval_delay"], answer, assignment_id))

@@ -230,7 +230,7 @@ class ReplayCrowd(HTTPCrowd):
                     if outcome == "submitted":
                         submitted += 1
                         slots -= 1
-                    elif outcome in ("WorkerBlocked", "AlreadyWorkedOn"):
+                    elif outcome in ("WorkerBlocked", "AlreadyWorkedOn", "QualificationRequirementNotMet"):
                         self.skipped.append({"annotation": annotation, "worker_id": worker_id, "why": outcome})
                     else:
                         raise RuntimeError(f"accepting HIT {hit['hitId']} as {worker_id} failed: {outcome}")

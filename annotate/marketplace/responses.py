@@ -154,6 +154,24 @@ OPERATIONS: dict[str, Callable[[Marketplace, dict[str, Any]], dict[str, Any]]] =
     "SendTestEventNotification": lambda m, p: notifications.send_test_event_notification(m, p),
     "UpdateHITTypeOfHIT": lambda m, p: hit_types.update_hit_type_of_hit(m, p),
     "ListReviewPolicyResultsForHIT": lambda m, p: review_policies.list_review_policy_results_for_hit(m, p),
+    # Qualifications (qualifications.py) and uploaded files (file_uploads.py).
+    "CreateQualificationType": lambda m, p: m.qualifications.create_qualification_type(p),
+    "GetQualificationType": lambda m, p: m.qualifications.get_qualification_type(p["QualificationTypeId"]),
+    "UpdateQualificationType": lambda m, p: m.qualifications.update_qualification_type(p),
+    "DeleteQualificationType": lambda m, p: m.qualifications.delete_qualification_type(p["QualificationTypeId"]),
+    "ListQualificationTypes": lambda m, p: m.qualifications.list_qualification_types(p),
+    "AssociateQualificationWithWorker": lambda m, p: m.qualifications.associate_qualification_with_worker(p),
+    "DisassociateQualificationFromWorker": lambda m, p: m.qualifications.disassociate_qualification_from_worker(p),
+    "GetQualificationScore": lambda m, p: m.qualifications.get_qualification_score(p["QualificationTypeId"],
+                                                                                   p["WorkerId"]),
+    "ListWorkersWithQualificationType": lambda m, p: m.qualifications.list_workers_with_qualification_type(p),
+    "ListQualificationRequests": lambda m, p: m.qualifications.list_qualification_requests(p),
+    "AcceptQualificationRequest": lambda m, p: m.qualifications.accept_qualification_request(
+        p["QualificationRequestId"], p.get("IntegerValue")),
+    "RejectQualificationRequest": lambda m, p: m.qualifications.reject_qualification_request(
+        p["QualificationRequestId"], p.get("Reason")),
+    "ListHITsForQualificationType": lambda m, p: m.qualifications.list_hits_for_qualification_type(p),
+    "GetFileUploadURL": lambda m, p: m.file_uploads.get_file_upload_url(p["AssignmentId"], p["QuestionIdentifier"]),
 }
 
 

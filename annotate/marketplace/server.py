@@ -164,7 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(*register_media(marketplace.media, form))
                 return
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
-            answer = marketplace.site.handle(self.command, split.path, query, form, self.headers, f"http://{host}")
+            answer = marketplace.site.handle(self.command, split.path, query, form, self.headers, f"http://{host}",
+                                             body=body)
             if answer is None:
                 self._send(404, {"Content-Type": "text/plain"}, b"not found")
             else:
@@ -234,6 +235,7 @@ class MarketplaceServer:
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.marketplace = self
         self._httpd.verbose = verbose
+        self.backend.base_url = self.url  # GetFileUploadURL's URLs point here
         self._thread: threading.Thread | None = None
         publish(urlsplit(self.url).netloc, self.key)  # for the crowds this process runs beside it
 

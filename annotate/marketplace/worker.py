@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from annotate.marketplace import crowd_elements, worker_messages
 from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerError, parse_question
 from annotate.marketplace.origin import origin_of
+from annotate.marketplace.qualification_pages import QualificationPages, requirement_list
+from annotate.marketplace.question_form import is_question_form
 from annotate.marketplace.secret import KEY_HEADER, key_matches
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -110,19 +112,23 @@ class WorkerSite:
     def __init__(self, backend: Marketplace, key: str | None = None):
         self.backend = backend
         self.key = key  # the marketplace's own crowds send it to learn each HIT's RequesterAnnotation
+        self.qualification_pages = QualificationPages(backend)
 
     def handle(self, method: str, path: str, query: list[tuple[str, str]], form: list[tuple[str, str]],
-               headers: Mapping[str, str], base_url: str) -> Response | None:
+               headers: Mapping[str, str], base_url: str, body: bytes = b"") -> Response | None:
         """Route one request; None when the path is not a worker page."""
         wants_json = "application/json" in (headers.get("Accept") or "") or dict(query).get("format") == "json"
         q = dict(query)
+        answer = self.qualification_pages.handle(method, path, query, form, headers, body)
+        if answer is not None:
+            return answer
         try:
             if method == "GET" and path in ("/", "/worker", "/worker/"):
                 requester = self.key is not None and key_matches(self.key, headers.get(KEY_HEADER))
                 return self.index(q.get("workerId"), q.get("format") == "json" or wants_json,
                                   q.get("after"), q.get("limit"), requester=requester)
             if method == "GET" and path == "/worker/preview":
-                return self.preview(q.get("hitId", ""))
+                return self.preview(q.get("hitId", ""), q.get("workerId") or None)
             if method == "POST" and path == "/worker/accept":
                 f = dict(form)
                 return self.accept(f.get("hitId", ""), check_worker_id(f.get("workerId", "")), base_url, wants_json)
@@ -198,20 +204,34 @@ class WorkerSite:
             body += f"<p><a rel=\"next\" href=\"{escape('/worker/?' + urlencode(params))}\">More HITs</a></p>"
         return _page("Available HITs", body)
 
-    def preview(self, hit_id: str) -> Response:
-        hit = self.backend.hit_for_worker(hit_id)
+    def preview(self, hit_id: str, worker_id: str | None = None) -> Response:
+        hit = self.backend.hit_for_worker(hit_id, worker_id)
+        # ActionsGuarded: a worker who may not preview sees why, not the HIT; one who may preview
+        # but not accept sees it without the accept button (as on MTurk).
+        actions = set(hit.get("actions", ("Discover", "Preview", "Accept")))
+        if "Preview" not in actions:
+            raise WorkerError(403, "You do not meet the Qualification requirements to preview this HIT.",
+                              "QualificationRequirementNotMet")
         preview_params = [("assignmentId", PREVIEW_ASSIGNMENT_ID), ("hitId", hit_id)]
         external = _external(hit["question"])
         if external is not None:  # MTurk frames the ExternalURL itself, FrameHeight high
             frame = escape(_with_params(external["url"], preview_params))
             height = _frame_height(external["frame_height"])
         else:
-            frame, height = escape("/worker/task?" + urlencode(preview_params)), "600px"
+            frame = escape("/worker/task?" + urlencode(preview_params + ([("workerId", worker_id)] if worker_id else [])))
+            height = "600px"
+        accept = (f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
+                  f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
+                  f"pattern=\"A[A-Z0-9]+\" value=\"{escape(worker_id or '')}\"></label> "
+                  f"<button type=\"submit\">Accept</button></form>")
+        if "Accept" not in actions:
+            accept = ("<p class=\"error\" data-code=\"QualificationRequirementNotMet\">You do not meet these "
+                      "Qualification requirements, so you cannot accept this HIT:</p>"
+                      + requirement_list(hit["unmet"], worker_id))
+        elif hit["requirements"]:
+            accept = "<p>Qualifications required:</p>" + requirement_list(hit["requirements"], worker_id) + accept
         body = (f"<p>{escape(hit['description'])}</p><p>Reward: ${escape(hit['reward'])} &middot; "
-                f"Assignments available: {hit['assignmentsAvailable']}</p>"
-                f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
-                f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
-                f"pattern=\"A[A-Z0-9]+\"></label> <button type=\"submit\">Accept</button></form>"
+                f"Assignments available: {hit['assignmentsAvailable']}</p>{accept}"
                 f"<iframe src=\"{frame}\" style=\"width:100%;height:{height}\"></iframe>")
         return _page(hit["title"], body)
 
@@ -229,7 +249,11 @@ class WorkerSite:
         assignment_id = q.get("assignmentId", "")
         held = None
         if assignment_id == PREVIEW_ASSIGNMENT_ID:
-            question = self.backend.hit_for_worker(q.get("hitId", ""))["question"]
+            hit = self.backend.hit_for_worker(q.get("hitId", ""), q.get("workerId") or None)
+            if "Preview" not in hit.get("actions", ("Preview",)):
+                raise WorkerError(403, "You do not meet the Qualification requirements to preview this HIT.",
+                                  "QualificationRequirementNotMet")
+            question = hit["question"]
         else:
             held = self.backend.task(assignment_id)
             if q.get("hitId") and q["hitId"] != held["hitId"]:
@@ -242,6 +266,8 @@ class WorkerSite:
             # load from AWS's CDN on MTurk; here from the marketplace itself, so they work offline.
             return 200, {"Content-Type": "text/html; charset=utf-8"}, crowd_elements.localise(html).encode("utf-8")
         external = _external(question)
+        if external is None and is_question_form(question):
+            return self.qualification_pages.task_page(question, assignment_id, q.get("hitId", ""))
         if external is None:
             raise WorkerError(500, "This HIT's question cannot be shown.", "UnsupportedQuestion")
         return self._external_frame(external, q.get("hitId", "") if held is None else held, q, base_url)
