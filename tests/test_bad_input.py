@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from annotate.cli import cli
 from annotate.store import Store
-from conftest import make_batch
+from conftest import all_hits, make_batch, mturk_client
 
 HEADER = "id,sepal_length,sepal_width,petal_length,petal_width,species\n"
 
@@ -192,12 +192,16 @@ def test_post_bad_input(home, marketplace, tmp_path, case, breaker, expected):
     batch = make_batch(tmp_path / "bad", items=3)
     breaker(batch)
     before = store_digest(home.store_path)
+    client = mturk_client(marketplace.url)
+    balance = client.get_account_balance()["AvailableBalance"]
     result = CliRunner().invoke(cli, ["--home", str(home.home), "post", str(batch), "--endpoint-url", marketplace.url])
     assert result.exit_code == 2, result.output
     for words in expected:
         assert words in result.output, (words, result.output)
     assert "Traceback" not in result.output
     assert store_digest(home.store_path) == before
+    # refused before the first paid call: no HIT made, nothing spent
+    assert len(all_hits(client)) == 3 and client.get_account_balance()["AvailableBalance"] == balance
 
 
 FLAG_CASES = [
