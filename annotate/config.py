@@ -12,7 +12,7 @@ batch.toml:
     id_column = "id"                 # default "id"; row number when the column is absent
     gold_column = "species"          # hidden from workers; for simulated crowds and accuracy
     task_type = "text-classification"   # or "image-classification": the manifest's type
-    label_attribute = "iris-species" # the manifest's label attribute (default: the name)
+    label_attribute = "iris-species" # the manifest's label attribute (default: the name, "_" and "." as "-")
 
     [hit]                            # HIT type properties, in MTurk's units
     title = "…"; description = "…"; keywords = "…"
@@ -54,15 +54,16 @@ from pathlib import Path
 from typing import Any
 
 from annotate.errors import UserError
+# MTurk's limits (CreateHITType / CreateHIT) live in annotate.limits beside the service model's;
+# the names stay importable from here.
+from annotate.limits import (
+    ANNOTATION_MAX, DESCRIPTION_MAX, DURATION_RANGES, KEYWORDS_MAX, TITLE_MAX, input_shape, model_pattern, problems,
+    xml_invalid,
+)
 
 BATCH_FILE = "batch.toml"
 MASTERS_QUALIFICATION_IDS = {"2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
 
-# MTurk's limits (CreateHITType / CreateHIT): annotate.limits, with the service model's.
-from annotate.limits import (  # noqa: E402  (re-exported: callers read them from here)
-    ANNOTATION_MAX, DESCRIPTION_MAX, DURATION_RANGES, KEYWORDS_MAX, TITLE_MAX, input_shape, model_pattern, problems,
-    shape, xml_invalid,
-)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KNOWN = {

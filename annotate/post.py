@@ -10,7 +10,9 @@ The token is a digest of what the HIT is (the batch's name, HIT type, template, 
 and the item's id and data), never of anything local to one project home, so the same batch
 posted from a second home within MTurk's 24-hour token window recovers the first home's HITs
 too. After 24 hours MTurk forgets a token: a second home would then create (and pay for) new
-HITs; within one home the store remembers every HIT created, so re-posting never does.
+HITs; within one home the store remembers every HIT created, so re-posting never does, and an
+intent left by a crash longer ago than that is looked for among the account's HITs (ListHITs)
+before its token is sent again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable
@@ -35,6 +38,8 @@ from annotate.templates import QuestionRenderer, register_local_media, s3_presig
 from annotate.workspace import Workspace
 
 Progress = Callable[[int, int], None]
+# MTurk remembers a UniqueRequestToken for 24 hours; an hour's margin for clocks and long runs.
+TOKEN_MEMORY = timedelta(hours=23)
 
 
 @dataclass
@@ -153,6 +158,7 @@ def post_batch(
     policy = make_policy(batch)
     store = Store(ws.ensure().store_path)
     stored = store.get_batch(batch.name)
+    first_posted = stored.get("created_at") if stored else None
     target = resolve_target(stored, target, batch.name)
     if stored is not None and endpoint_url is None:
         endpoint_url = stored.get("endpoint_url")  # the marketplace it was posted to, if one was named
@@ -221,13 +227,22 @@ def post_batch(
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id
+        items = {i.id: i for i in batch.items}
+        if first_posted and _parse_time(first_posted) < datetime.now(timezone.utc) - TOKEN_MEMORY:
+            # Intents from a run that crashed between MTurk's answer and the store's record, longer
+            # ago than MTurk remembers tokens: sending a token again could make a second HIT.
+            leftover = store.hit_intents(batch.name)
+            if leftover:
+                adopted = _find_created(mturk, batch, hit_type_id, leftover,
+                                        None if presign else (lambda item_id: renderer.question(items[item_id])))
+                store.hits_created(adopted)
+                result.recovered += len(adopted)
 
         uid = stored["uid"]  # a batch first posted before tokens were derived keeps its random uid
         store.record_hit_intents([{"token": request_token(uid, i.id, 0, item_digest(i)), "batch": batch.name, "item_id": i.id,
                                    "max_assignments": initial, "status": "intent", "reviewed": 0} for i in to_post])
         intents = store.hit_intents(batch.name)
         store.event(batch.name, "post", hits=len(intents), estimate=str(estimate))
-        items = {i.id: i for i in batch.items}
         created: list[tuple[str, str]] = []
         try:
             calls = parallel(lambda intent: _create_hit(mturk, batch, hit_type_id, intent,
@@ -288,6 +303,31 @@ def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent,
         if hit_id is None:
             raise
         return hit_id, True, _iso(mturk.call("GetHIT", HITId=hit_id)["HIT"].get("Expiration"))
+
+
+def _find_created(mturk: MTurk, batch: Batch, hit_type_id: str, leftover: list[HitIntent],
+                  question_of: Callable[[str], str] | None) -> list[tuple[str, str, str | None]]:
+    """(token, HIT id, expiration) for each leftover intent whose HIT exists: same HIT type, same
+    RequesterAnnotation and, unless the questions carry presigned (ever-changing) URLs, the same
+    question. One pass over ListHITs, only in this rare case."""
+    wanted = {batch.annotation(i.item_id): i for i in leftover}
+    found = []
+    for hit in mturk.pages("ListHITs", "HITs", MaxResults=100):
+        intent = wanted.get(hit.get("RequesterAnnotation"))
+        if intent is None or hit.get("HITTypeId") != hit_type_id:
+            continue
+        if question_of is not None and hit.get("Question") != question_of(intent.item_id):
+            continue
+        found.append((intent.token, hit["HITId"], _iso(hit.get("Expiration"))))
+        del wanted[hit["RequesterAnnotation"]]
+        if not wanted:
+            break
+    return found
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _iso(value) -> str | None:

@@ -77,3 +77,28 @@ def test_request_token_signature_and_length():
     assert token == request_token("0123456789abcdef", "item-1", 2) and len(token) <= 64
     assert request_token("0123456789abcdef", "item-1", 0, "digest") != request_token("0123456789abcdef", "item-1", 0)
     assert request_token("u", "\ud800", 0)  # a lone surrogate never reaches here (config refuses it), nor crashes it
+
+
+def test_a_crash_older_than_the_token_window_is_recovered_by_listing(tmp_path):
+    """Within one home: a run killed between MTurk creating a HIT and the store recording it, re-run
+    more than 24 hours later, when MTurk no longer knows the token. The HIT is found by ListHITs
+    (same HIT type, annotation and question) instead of being created and paid for again."""
+    clock = Clock()
+    home = Workspace(tmp_path / "home").ensure()
+    batch = make_batch(tmp_path / "batch", items=3)
+    with MarketplaceServer(tmp_path / "account.db", clock=clock) as market:
+        post_batch(home, batch, endpoint_url=market.url)
+        store = Store(home.store_path)
+        before = {h["item_id"]: h["hit_id"] for h in store.hits("iris-small", created=True)}
+        lost = sorted(before)[:2]
+        with store.db.conn:  # the responses that never reached the store
+            store.db.conn.execute("update hits set hit_id = null, status = 'intent', created_at = null, expires_at = null "
+                                  f"where item_id in ({', '.join('?' * len(lost))})", lost)
+            store.db.conn.execute("update batches set created_at = '2020-01-01T00:00:00Z'")
+        clock.now += 25 * 3600
+        paid = _balance(market.url)
+
+        again = post_batch(home, batch, endpoint_url=market.url)
+        assert (again.created, again.recovered) == (0, 2)
+        assert {h["item_id"]: h["hit_id"] for h in Store(home.store_path).hits("iris-small", created=True)} == before
+        assert len(all_hits(mturk_client(market.url))) == 3 and _balance(market.url) == paid
