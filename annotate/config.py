@@ -429,6 +429,9 @@ def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = N
     label_set = set(labels or [])
     has_id = any(id_column in row for _, row in rows)
     for position, (line, row) in enumerate(rows):
+        if (bad := _unpostable(row)) is not None:
+            column, problem = bad
+            raise UserError(problem, file=file, line=line, field=column)
         if has_id:
             value = row.get(id_column)
             if value is None or str(value).strip() == "":
@@ -461,9 +464,6 @@ def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = N
             if single_label and label_set and known not in label_set:
                 raise UserError(f"known answer {known!r} is not one of the task's labels ({', '.join(labels)})",
                                 file=file, line=line, field=known_column)
-        if (bad := _unpostable(row)) is not None:
-            column, problem = bad
-            raise UserError(problem, file=file, line=line, field=column)
         data = {k: v for k, v in row.items() if k not in (gold_column, known_column)}
         data.setdefault(id_column, item_id)
         items.append(Item(id=item_id, data=data, gold=gold, known=known, line=line, position=position))
