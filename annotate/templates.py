@@ -25,7 +25,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
-
 from xml.parsers.expat import ExpatError, ParserCreate
 
 import jinja2
@@ -234,7 +233,8 @@ class QuestionRenderer:
                             field=exc.field) from None
         except Exception as exc:  # noqa: BLE001 - a template is the requester's code: {{ 1//0 }}, a bad filter argument…
             file, line = _template_position(exc, self.template.filename)
-            raise UserError(f"template failed on item {item.id!r} ({where}): {type(exc).__name__}: {exc}",
+            detail = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")  # printable, whatever it quotes
+            raise UserError(f"template failed on item {item.id!r} ({where}): {type(exc).__name__}: {detail}",
                             file=file, line=line) from None
 
     def question(self, item: Item) -> str:
