@@ -57,8 +57,8 @@ from annotate.errors import UserError
 # MTurk's limits (CreateHITType / CreateHIT) live in annotate.limits beside the service model's;
 # the names stay importable from here.
 from annotate.limits import (
-    ANNOTATION_MAX, DESCRIPTION_MAX, DURATION_RANGES, KEYWORDS_MAX, TITLE_MAX, input_shape, model_pattern, problems,
-    xml_invalid,
+    ANNOTATION_MAX, DESCRIPTION_MAX, DURATION_RANGES, KEYWORDS_MAX, QUALIFICATIONS_MAX, TITLE_MAX, input_shape,
+    model_pattern, problems, xml_invalid,
 )
 
 BATCH_FILE = "batch.toml"
@@ -295,6 +295,9 @@ def load_batch(batch_dir: str | Path) -> Batch:
     qualifications = h.get("qualifications", [])
     if not isinstance(qualifications, list) or not all(isinstance(q, dict) and "QualificationTypeId" in q and "Comparator" in q for q in qualifications):
         raise UserError("expected a list of tables with QualificationTypeId and Comparator (MTurk's QualificationRequirement)",
+                        file=file, field="hit.qualifications")
+    if len(qualifications) > QUALIFICATIONS_MAX:
+        raise UserError(f"MTurk takes at most {QUALIFICATIONS_MAX} qualification requirements, got {len(qualifications)}",
                         file=file, field="hit.qualifications")
     wrong = problems(qualifications, input_shape("mturk", "CreateHITType").members["QualificationRequirements"])
     if wrong:

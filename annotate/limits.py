@@ -19,6 +19,7 @@ DESCRIPTION_MAX = 2000
 KEYWORDS_MAX = 1000
 ANNOTATION_MAX = 255  # RequesterAnnotation
 QUESTION_MAX_BYTES = 65_535
+QUALIFICATIONS_MAX = 10  # QualificationRequirements: "between zero and ten"
 DURATION_RANGES = {
     "assignment_duration": (30, 31_536_000),  # AssignmentDurationInSeconds: 30 s .. 365 days
     "lifetime": (30, 31_536_000),  # LifetimeInSeconds

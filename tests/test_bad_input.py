@@ -151,6 +151,10 @@ POST_CASES = [
     ("toml-qualification-wrong-type",
      toml("[hit]\n", '[hit]\nqualifications = [{QualificationTypeId = "000000000000000000L0", Comparator = "In", '
                      'IntegerValues = ["x"]}]\n'), ["hit.qualifications", "IntegerValues"]),
+    ("toml-eleven-qualifications",
+     toml("[hit]\n", "[hit]\nqualifications = [" + ", ".join(['{QualificationTypeId = "000000000000000000L0", '
+                                                               'Comparator = "Exists"}'] * 11) + "]\n"),
+     ["hit.qualifications", "at most 10"]),
     ("toml-label-attribute-trailing-dash", toml('label_attribute = "species"', 'label_attribute = "species-"'),
      ["batch.label_attribute"]),
     ("toml-label-attribute-reserved", toml('label_attribute = "species"', 'label_attribute = "species-metadata"'),
