@@ -12,7 +12,7 @@ batch.toml:
     id_column = "id"                 # default "id"; row number when the column is absent
     gold_column = "species"          # hidden from workers; for simulated crowds and accuracy
     task_type = "text-classification"   # or "image-classification": the manifest's type
-    label_attribute = "iris-species" # the manifest's label attribute (default: the name)
+    label_attribute = "iris-species" # the manifest's label attribute (default: the name, "_" and "." as "-")
 
     [hit]                            # HIT type properties, in MTurk's units
     title = "…"; description = "…"; keywords = "…"
@@ -54,20 +54,16 @@ from pathlib import Path
 from typing import Any
 
 from annotate.errors import UserError
+# MTurk's limits (CreateHITType / CreateHIT) live in annotate.limits beside the service model's;
+# the names stay importable from here.
+from annotate.limits import (
+    ANNOTATION_MAX, DESCRIPTION_MAX, DURATION_RANGES, KEYWORDS_MAX, QUALIFICATIONS_MAX, TITLE_MAX, input_shape,
+    model_pattern, problems, xml_invalid,
+)
 
 BATCH_FILE = "batch.toml"
 MASTERS_QUALIFICATION_IDS = {"2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
 
-# MTurk's limits (CreateHITType / CreateHIT).
-TITLE_MAX = 128
-DESCRIPTION_MAX = 2000
-KEYWORDS_MAX = 1000
-ANNOTATION_MAX = 255
-DURATION_RANGES = {
-    "assignment_duration": (30, 31_536_000),
-    "lifetime": (30, 31_536_000),
-    "auto_approval_delay": (0, 2_592_000),
-}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KNOWN = {
@@ -188,15 +184,28 @@ def parse_duration(value: Any, where: str, file: str) -> int:
 def parse_reward(value: Any, file: str, where: str = "hit.reward") -> Decimal:
     if isinstance(value, float):
         raise UserError("write money as a string, e.g. reward = \"0.05\" (floats lose cents)", file=file, field=where)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise UserError(f"not an amount of money: {value!r}", file=file, field=where)
+    text = str(value).strip()
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(text)
     except (InvalidOperation, ValueError):
         raise UserError(f"not an amount of money: {value!r}", file=file, field=where) from None
     if not amount.is_finite() or amount < 0:
         raise UserError(f"must be zero or more, got {value!r}", file=file, field=where)
-    if amount != amount.quantize(Decimal("0.01")):
-        raise UserError(f"MTurk takes whole cents, got {value!r}", file=file, field=where)
+    # MTurk's CurrencyAmount (botocore's model): plain digits with at most two decimals, so no
+    # exponent ("1e30"), sign or separator.
+    if not model_pattern("mturk", "CurrencyAmount").fullmatch(text):
+        if re.fullmatch(r"[0-9]*\.[0-9]+", text):
+            raise UserError(f"MTurk takes whole cents, got {value!r}", file=file, field=where)
+        raise UserError(f"write dollars and cents like \"0.05\" (MTurk's CurrencyAmount), got {value!r}",
+                        file=file, field=where)
+    if len(text) > MONEY_DIGITS:
+        raise UserError(f"more than {MONEY_DIGITS} digits: {value!r}", file=file, field=where)
     return amount.quantize(Decimal("0.01"))
+
+
+MONEY_DIGITS = 20  # far above any account's balance, within Decimal's 28-digit precision
 
 
 def _require_str(table: dict, key: str, section: str, file: str, *, default: str | None = None, maxlen: int | None = None) -> str:
@@ -246,12 +255,16 @@ def load_batch(batch_dir: str | Path) -> Batch:
     from annotate.tasktypes import TASK_TYPES
 
     task_type = b.get("task_type", "image-classification")
-    if task_type not in TASK_TYPES:
+    if not isinstance(task_type, str) or task_type not in TASK_TYPES:
         raise UserError(f"unknown task type {task_type!r} (known: {', '.join(sorted(TASK_TYPES))})",
                         file=file, field="batch.task_type")
-    label_attribute = b.get("label_attribute", name)
-    if not isinstance(label_attribute, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,126}", label_attribute):
-        raise UserError(f"a label attribute is letters, digits and '-', got {label_attribute!r}", file=file, field="batch.label_attribute")
+    label_attribute = b.get("label_attribute", default_label_attribute(name))
+    if not isinstance(label_attribute, str) or len(label_attribute) > 127 \
+            or not _label_attribute_pattern().fullmatch(label_attribute) \
+            or label_attribute.endswith(_RESERVED_ATTRIBUTE_SUFFIXES):
+        raise UserError(f"a label attribute (Ground Truth's LabelAttributeName) is 1-127 letters, digits and '-', "
+                        f"starting and ending with a letter or digit, not ending in -ref or -metadata; "
+                        f"got {label_attribute!r}", file=file, field="batch.label_attribute")
 
     t = config.get("task", {})
     labels = t.get("labels")
@@ -264,6 +277,13 @@ def load_batch(batch_dir: str | Path) -> Batch:
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         raise UserError(f"duplicate labels: {', '.join(dupes)}", file=file, field="task.labels")
     answer_field = _require_str(t, "field", "task", file, default="label")
+    from annotate.answers import SERVICE_FIELDS
+
+    if answer_field in SERVICE_FIELDS:
+        # MTurk (or our base template) fills these itself; the worker's answer would be dropped.
+        raise UserError(f"{answer_field!r} is a form field MTurk fills in itself (as are "
+                        f"{', '.join(sorted(SERVICE_FIELDS - {answer_field}))}); name the answer field otherwise",
+                        file=file, field="task.field")
     instructions = t.get("instructions", "")
     if not isinstance(instructions, str):
         raise UserError("expected a string", file=file, field="task.instructions")
@@ -276,6 +296,12 @@ def load_batch(batch_dir: str | Path) -> Batch:
     if not isinstance(qualifications, list) or not all(isinstance(q, dict) and "QualificationTypeId" in q and "Comparator" in q for q in qualifications):
         raise UserError("expected a list of tables with QualificationTypeId and Comparator (MTurk's QualificationRequirement)",
                         file=file, field="hit.qualifications")
+    if len(qualifications) > QUALIFICATIONS_MAX:
+        raise UserError(f"MTurk takes at most {QUALIFICATIONS_MAX} qualification requirements, got {len(qualifications)}",
+                        file=file, field="hit.qualifications")
+    wrong = problems(qualifications, input_shape("mturk", "CreateHITType").members["QualificationRequirements"])
+    if wrong:
+        raise UserError("not MTurk's QualificationRequirement: " + "; ".join(wrong), file=file, field="hit.qualifications")
     hit = HitSettings(
         title=_require_str(h, "title", "hit", file, maxlen=TITLE_MAX),
         description=_require_str(h, "description", "hit", file, maxlen=DESCRIPTION_MAX),
@@ -288,6 +314,13 @@ def load_batch(batch_dir: str | Path) -> Batch:
         qualifications=qualifications,
         approval=_approval(h.get("approval", "harvest"), file),
     )
+
+    for key in ("title", "description", "keywords"):
+        if (bad := xml_invalid(getattr(hit, key))) is not None:
+            raise UserError(f"holds {bad}, a control character MTurk cannot take", file=file, field=f"hit.{key}")
+    for where, text in [("task.instructions", instructions), *(("task.labels", x) for x in labels)]:
+        if (bad := xml_invalid(text)) is not None:
+            raise UserError(f"holds {bad}, a character an MTurk question (XML) cannot hold", file=file, field=where)
 
     budget = config.get("budget", {})
     budget_usd = parse_reward(budget["max_usd"], file, "budget.max_usd") if "max_usd" in budget else None
@@ -306,6 +339,12 @@ def load_batch(batch_dir: str | Path) -> Batch:
         raise UserError("expected a column name (other than the gold column)", file=file, field="batch.known_answer_column")
     items = load_items(items_file, id_column=id_column, gold_column=gold_column, labels=labels,
                        single_label=TASK_TYPES[task_type].single_label, known_column=known_column)
+    room = ANNOTATION_MAX - len(name) - 1  # RequesterAnnotation is "<name>/<item id>"
+    for item in items:
+        if len(item.id) > room:
+            raise UserError(f"item id {item.id[:40]!r}… is {len(item.id)} characters; with the batch name "
+                            f"{name!r} it passes MTurk's {ANNOTATION_MAX}-character RequesterAnnotation "
+                            f"(at most {room} here)", file=str(items_file), line=item.line, field=id_column)
 
     w = config.get("workers", {})
     block = w.get("block", True)
@@ -326,6 +365,22 @@ def load_batch(batch_dir: str | Path) -> Batch:
         task_type=task_type, label_attribute=label_attribute, gold_column=gold_column,
         consensus=dict(config.get("consensus", {})), budget_usd=budget_usd, workers=workers,
     )
+
+
+# Ground Truth's LabelAttributeName (botocore's sagemaker model); "-ref" and "-metadata" endings
+# mean something else in an augmented manifest.
+_RESERVED_ATTRIBUTE_SUFFIXES = ("-ref", "-metadata")
+
+
+def _label_attribute_pattern() -> re.Pattern:
+    return model_pattern("sagemaker", "LabelAttributeName")
+
+
+def default_label_attribute(name: str) -> str:
+    """A legal label attribute from a batch name: '_' and '.' (allowed in names, not in attribute
+    names) become '-', and a trailing '-' goes; the name rule guarantees a letter or digit first."""
+    attribute = re.sub(r"[^A-Za-z0-9-]", "-", str(name)).strip("-")[:127].rstrip("-") or "label"
+    return attribute + "-label" if attribute.endswith(_RESERVED_ATTRIBUTE_SUFFIXES) else attribute
 
 
 def _approval(value: Any, file: str) -> str:
@@ -377,6 +432,9 @@ def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = N
     label_set = set(labels or [])
     has_id = any(id_column in row for _, row in rows)
     for position, (line, row) in enumerate(rows):
+        if (bad := _unpostable(row)) is not None:
+            column, problem = bad
+            raise UserError(problem, file=file, line=line, field=column)
         if has_id:
             value = row.get(id_column)
             if value is None or str(value).strip() == "":
@@ -413,6 +471,33 @@ def load_items(path: Path, *, id_column: str = "id", gold_column: str | None = N
         data.setdefault(id_column, item_id)
         items.append(Item(id=item_id, data=data, gold=gold, known=known, line=line, position=position))
     return items
+
+
+ITEM_DEPTH_MAX = 32  # nesting in a JSON item; deeper is no annotation task and would overflow the stack later
+
+
+def _unpostable(value: Any, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """(field path, problem) for the first thing in an item's keys or values that no HIT can carry: a
+    character XML forbids (control characters, NUL, a lone surrogate from a JSON "\\ud800" escape; MTurk
+    would refuse the HIT after the ones before it were paid for), or absurd nesting."""
+    if isinstance(value, str):
+        bad = xml_invalid(value)
+        return None if bad is None else (path, f"holds {bad}, a character an MTurk question (XML) cannot hold")
+    if depth >= ITEM_DEPTH_MAX and isinstance(value, (dict, list)):
+        return path, f"nested more than {ITEM_DEPTH_MAX} levels deep"
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable even if a surrogate
+            where = f"{path}.{name}" if path else name
+            if (bad := xml_invalid(str(key))) is not None:
+                return where, f"the name holds {bad}, a character an MTurk question (XML) cannot hold"
+            if (found := _unpostable(inner, where, depth + 1)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            if (found := _unpostable(inner, f"{path}[{i}]", depth + 1)) is not None:
+                return found
+    return None
 
 
 def _csv_rows(text: str, file: str) -> list[tuple[int, dict[str, Any]]]:
@@ -452,6 +537,8 @@ def _jsonl_rows(text: str, file: str, *, manifest: bool) -> list[tuple[int, dict
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"not JSON: {exc.msg} (column {exc.colno})", file=file, line=line_no) from None
+        except RecursionError:
+            raise UserError("JSON nested too deeply", file=file, line=line_no) from None
         if not isinstance(row, dict):
             raise UserError("each line must be a JSON object", file=file, line=line_no)
         if manifest and "source-ref" not in row and "source" not in row:

@@ -5,29 +5,41 @@ checked against the balance and the budget; each HIT is recorded as an intent un
 UniqueRequestToken derived from the batch and the item before it is created, so a crash
 or a re-run recovers the HIT (MTurk answers HitAlreadyExists with its id) instead of
 paying for a second one.
+
+The token is a digest of what the HIT is (the batch's name, HIT type, template, task settings,
+and the item's id and data), never of anything local to one project home, so the same batch
+posted from a second home within MTurk's 24-hour token window recovers the first home's HITs
+too. After 24 hours MTurk forgets a token: a second home would then create (and pay for) new
+HITs; within one home the store remembers every HIT created, so re-posting never does, and an
+intent left by a crash longer ago than that is looked for among the account's HITs (ListHITs)
+before its token is sent again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
+import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
-from annotate.config import Batch, load_batch
+from annotate.config import Batch, Item, load_batch
 from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
 from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
+from annotate.limits import EXTENSION_CLIFF, MAX_ASSIGNMENTS_MAX, input_shape, problems
 from annotate.mturk import MTurk, connect, existing_hit_id
 from annotate.store import HitIntent, Store, to_json, utcnow
 from annotate.templates import QuestionRenderer, register_local_media, s3_presigner
 from annotate.workspace import Workspace
 
 Progress = Callable[[int, int], None]
+# MTurk remembers a UniqueRequestToken for 24 hours; an hour's margin for clocks and long runs.
+TOKEN_MEMORY = timedelta(hours=23)
 
 
 @dataclass
@@ -45,20 +57,76 @@ class PostResult:
     api_calls: dict[str, int] = field(default_factory=dict)
 
 
-def request_token(batch_uid: str, item_id: str, round_: int) -> str:
-    """UniqueRequestToken (≤ 64 chars): the same batch, item and round always give the same token."""
-    digest = hashlib.sha256(f"{batch_uid}\0{item_id}\0{round_}".encode()).hexdigest()[:48]
+def request_token(batch_uid: str, item_id: str, round_: int, content: str = "") -> str:
+    """UniqueRequestToken (52 of MTurk's 64 characters): the same batch, item, round (and item
+    content, when given) always give the same token."""
+    key = f"{batch_uid}\0{item_id}\0{round_}" + (f"\0{content}" if content else "")
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:48]
     return f"ann-{digest}"
+
+
+def _digest(value) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def batch_uid(batch: Batch, template_source: str, initial_assignments: int) -> str:
+    """The batch's identity for request tokens: its name and everything that shapes its HITs, not
+    the project home it is posted from (two homes posting one batch recover each other's HITs)."""
+    return _digest({
+        "name": batch.name, "hit_type": _hit_type_params(batch), "lifetime": batch.hit.lifetime,
+        "frame_height": batch.hit.frame_height, "template": batch.template, "template_source": template_source,
+        "task_type": batch.task_type, "labels": batch.labels, "field": batch.answer_field,
+        "instructions": batch.instructions, "assignments": initial_assignments,
+    })[:16]
+
+
+def item_digest(item: Item) -> str:
+    """What a HIT shows of its item: an edited item is a different HIT (a different token)."""
+    return _digest([item.id, item.data])
 
 
 def make_policy(batch: Batch):
     settings = dict(batch.consensus)
     name = settings.pop("policy", None)
+    file = str(batch.dir / "batch.toml")
     try:
-        return get_policy(name, **settings)
+        policy = get_policy(name, **settings)
     except (KeyError, ValueError, TypeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        raise UserError(f"consensus settings: {message}", file=str(batch.dir / "batch.toml"), field="consensus") from None
+        raise UserError(f"consensus settings: {message}", file=file, field="consensus") from None
+    first, most = policy.initial_assignments, policy.max_assignments
+    if first < EXTENSION_CLIFF <= most:
+        # MTurk refuses to extend a HIT created with fewer than 10 assignments to 10 or more
+        # (InvalidMaximumAssignmentsIncrease): every harvest would fail on it, for good.
+        raise UserError(f"max_assignments = {most}, but HITs start with {first} assignment(s) and MTurk never "
+                        f"extends a HIT created with fewer than {EXTENSION_CLIFF} to {EXTENSION_CLIFF} or more; "
+                        f"use at most {EXTENSION_CLIFF - 1}, or start at {EXTENSION_CLIFF} or more with "
+                        f"initial_assignments (the 40% fee tier)", file=file, field="consensus.max_assignments")
+    if most > MAX_ASSIGNMENTS_MAX:
+        raise UserError(f"MTurk allows at most {MAX_ASSIGNMENTS_MAX:,} assignments per HIT, got {most}",
+                        file=file, field="consensus.max_assignments")
+    return policy
+
+
+# CreateHITType / CreateHITWithHITType parameters → where the requester sets them.
+_PARAM_FIELDS = {"Title": "hit.title", "Description": "hit.description", "Keywords": "hit.keywords",
+                 "Reward": "hit.reward", "AssignmentDurationInSeconds": "hit.assignment_duration",
+                 "AutoApprovalDelayInSeconds": "hit.auto_approval_delay", "QualificationRequirements": "hit.qualifications",
+                 "LifetimeInSeconds": "hit.lifetime", "MaxAssignments": "consensus", "Question": "batch.template"}
+
+
+def check_requests(batch: Batch, uid: str, initial: int, question: str) -> None:
+    """The HIT type and one HIT request as the service model constrains them, before any call:
+    every item's request differs only in parts checked item by item (question, annotation, token)."""
+    file = str(batch.dir / "batch.toml")
+    for operation, params in (("CreateHITType", _hit_type_params(batch)),
+                              ("CreateHITWithHITType", _hit_params(batch, "A" * 30, initial, batch.items[0].id, question,
+                                                                   request_token(uid, batch.items[0].id, 0)))):
+        wrong = problems(params, input_shape("mturk", operation))
+        if wrong:
+            where = next((f for p, f in _PARAM_FIELDS.items() if any(p in w for w in wrong)), None)
+            raise UserError(f"MTurk's {operation} would refuse: " + "; ".join(wrong), file=file, field=where)
 
 
 def resolve_target(stored: dict | None, requested: str | None, batch_name: str) -> str:
@@ -97,6 +165,7 @@ def _post_batch(
     policy = make_policy(batch)
     store = Store(ws.ensure().store_path)
     stored = store.get_batch(batch.name)
+    first_posted = stored.get("created_at") if stored else None
     target = resolve_target(stored, target, batch.name)
     if stored is not None and endpoint_url is None:
         endpoint_url = stored.get("endpoint_url")  # the marketplace it was posted to, if one was named
@@ -110,8 +179,13 @@ def _post_batch(
     # Rendered (and size-checked) here only to be checked: each is rendered again just before its
     # HIT is created. Keeping them would cost ~2 KB per item even compressed (200 MB at 100,000).
     renderer = QuestionRenderer(batch, target, presign)
+    first_question = None
     for item in batch.items:
-        renderer.question(item)
+        question = renderer.question(item)
+        first_question = first_question or question
+    template_source = renderer.env.loader.get_source(renderer.env, batch.template)[0]
+    uid = batch_uid(batch, template_source, policy.initial_assignments)
+    check_requests(batch, uid, policy.initial_assignments, first_question)
 
     posted_items = {h["item_id"] for h in store.hits(batch.name, created=True)} if stored else set()
     if stored:
@@ -151,7 +225,7 @@ def _post_batch(
             # refuses (no key) leaves nothing half-posted.
             register_local_media(mturk.endpoint_url, batch.dir, ws.marketplace_db)
         if stored is None:
-            store.add_batch(_batch_row(batch, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None)),
+            store.add_batch(_batch_row(batch, uid, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None)),
                             [{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
                               "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in batch.items])
             stored = store.get_batch(batch.name)
@@ -162,13 +236,22 @@ def _post_batch(
         hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id
+        items = {i.id: i for i in batch.items}
+        if first_posted and _parse_time(first_posted) < datetime.now(timezone.utc) - TOKEN_MEMORY:
+            # Intents from a run that crashed between MTurk's answer and the store's record, longer
+            # ago than MTurk remembers tokens: sending a token again could make a second HIT.
+            leftover = store.hit_intents(batch.name)
+            if leftover:
+                adopted = _find_created(mturk, batch, hit_type_id, leftover,
+                                        None if presign else (lambda item_id: renderer.question(items[item_id])))
+                store.hits_created(adopted)
+                result.recovered += len(adopted)
 
-        uid = stored["uid"]
-        store.record_hit_intents([{"token": request_token(uid, i.id, 0), "batch": batch.name, "item_id": i.id,
+        uid = stored["uid"]  # a batch first posted before tokens were derived keeps its random uid
+        store.record_hit_intents([{"token": request_token(uid, i.id, 0, item_digest(i)), "batch": batch.name, "item_id": i.id,
                                    "max_assignments": initial, "status": "intent", "reviewed": 0} for i in to_post])
         intents = store.hit_intents(batch.name)
         store.event(batch.name, "post", hits=len(intents), estimate=str(estimate))
-        items = {i.id: i for i in batch.items}
         created: list[tuple[str, str]] = []
         try:
             calls = parallel(lambda intent: _create_hit(mturk, batch, hit_type_id, intent,
@@ -192,7 +275,7 @@ def _post_batch(
     return result
 
 
-def _create_hit_type(mturk: MTurk, batch: Batch) -> str:
+def _hit_type_params(batch: Batch) -> dict:
     params = dict(
         AutoApprovalDelayInSeconds=batch.hit.auto_approval_delay,
         AssignmentDurationInSeconds=batch.hit.assignment_duration,
@@ -203,7 +286,16 @@ def _create_hit_type(mturk: MTurk, batch: Batch) -> str:
     )
     if batch.hit.qualifications:
         params["QualificationRequirements"] = batch.hit.qualifications
-    return mturk.call("CreateHITType", **params)["HITTypeId"]
+    return params
+
+
+def _hit_params(batch: Batch, hit_type_id: str, max_assignments: int, item_id: str, question: str, token: str) -> dict:
+    return dict(HITTypeId=hit_type_id, MaxAssignments=max_assignments, LifetimeInSeconds=batch.hit.lifetime,
+                Question=question, RequesterAnnotation=batch.annotation(item_id), UniqueRequestToken=token)
+
+
+def _create_hit_type(mturk: MTurk, batch: Batch) -> str:
+    return mturk.call("CreateHITType", **_hit_type_params(batch))["HITTypeId"]
 
 
 def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent, question: str) -> tuple[str, bool, str | None]:
@@ -212,15 +304,8 @@ def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent,
     import botocore.exceptions
 
     try:
-        response = mturk.call(
-            "CreateHITWithHITType",
-            HITTypeId=hit_type_id,
-            MaxAssignments=intent.max_assignments,
-            LifetimeInSeconds=batch.hit.lifetime,
-            Question=question,
-            RequesterAnnotation=batch.annotation(intent.item_id),
-            UniqueRequestToken=intent.token,
-        )
+        response = mturk.call("CreateHITWithHITType", **_hit_params(batch, hit_type_id, intent.max_assignments,
+                                                                    intent.item_id, question, intent.token))
         return response["HIT"]["HITId"], False, _iso(response["HIT"].get("Expiration"))
     except botocore.exceptions.ClientError as exc:
         hit_id = existing_hit_id(exc)
@@ -229,13 +314,38 @@ def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent,
         return hit_id, True, _iso(mturk.call("GetHIT", HITId=hit_id)["HIT"].get("Expiration"))
 
 
+def _find_created(mturk: MTurk, batch: Batch, hit_type_id: str, leftover: list[HitIntent],
+                  question_of: Callable[[str], str] | None) -> list[tuple[str, str, str | None]]:
+    """(token, HIT id, expiration) for each leftover intent whose HIT exists: same HIT type, same
+    RequesterAnnotation and, unless the questions carry presigned (ever-changing) URLs, the same
+    question. One pass over ListHITs, only in this rare case."""
+    wanted = {batch.annotation(i.item_id): i for i in leftover}
+    found = []
+    for hit in mturk.pages("ListHITs", "HITs", MaxResults=100):
+        intent = wanted.get(hit.get("RequesterAnnotation"))
+        if intent is None or hit.get("HITTypeId") != hit_type_id:
+            continue
+        if question_of is not None and hit.get("Question") != question_of(intent.item_id):
+            continue
+        found.append((intent.token, hit["HITId"], _iso(hit.get("Expiration"))))
+        del wanted[hit["RequesterAnnotation"]]
+        if not wanted:
+            break
+    return found
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def _iso(value) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _batch_row(batch: Batch, target: str, endpoint_url: str | None, policy_name: str | None) -> dict:
+def _batch_row(batch: Batch, uid: str, target: str, endpoint_url: str | None, policy_name: str | None) -> dict:
     return {
-        "name": batch.name, "uid": uuid.uuid4().hex[:16], "dir": str(batch.dir), "target": target,
+        "name": batch.name, "uid": uid, "dir": str(batch.dir), "target": target,
         "endpoint_url": endpoint_url, "hit_type_id": None, "task_type": batch.task_type,
         "label_attribute": batch.label_attribute, "labels": batch.labels, "answer_field": batch.answer_field,
         "reward": format_money(batch.hit.reward), "masters": int(batch.hit.masters), "lifetime": batch.hit.lifetime,

@@ -21,6 +21,7 @@ from typing import Callable
 
 from annotate.consensus import DEFAULT_POLICY
 from annotate.consensus.simulate import shuffled_answers
+from annotate.config import default_label_attribute
 from annotate.datasets import load_crowd_dataset
 from annotate.errors import UserError
 from annotate.fees import format_money
@@ -40,7 +41,7 @@ template = "replay.html.j2"
 items = "items.csv"
 id_column = "id"
 task_type = "text-classification"
-label_attribute = "{name}-label"
+label_attribute = "{default_label_attribute(name)}-label"
 
 [hit]
 title = "Replayed task: {name}"

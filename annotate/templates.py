@@ -25,13 +25,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
+from xml.parsers.expat import ExpatError, ParserCreate
 
 import jinja2
 
 from annotate.config import Batch, Item
 from annotate.errors import UserError
+from annotate.limits import QUESTION_MAX_BYTES, xml_invalid
 
-QUESTION_MAX_BYTES = 65_535
 HTML_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
 # Real MTurk: the form posts to externalSubmit on the worker site. The embedded marketplace
 # serves the task page itself, so a relative action reaches it on whatever port it runs.
@@ -47,16 +48,48 @@ def templates_dir() -> Path:
     return Path(str(resources.files("annotate.hit_templates")))
 
 
+class _Loader(jinja2.FileSystemLoader):
+    """jinja2's file loader, naming the file when a template (or one it includes) is not UTF-8."""
+
+    def get_source(self, environment, template):
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError as exc:
+            path = next((Path(d) / template for d in self.searchpath if (Path(d) / template).is_file()), Path(template))
+            raw = path.read_bytes() if path.is_file() else b""
+            line = raw[: exc.start].count(b"\n") + 1 if raw else None
+            raise UserError(f"template is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+                            file=str(path), line=line) from None
+
+
 def environment(batch_dir: Path | None = None) -> jinja2.Environment:
     search = ([str(batch_dir)] if batch_dir else []) + [str(templates_dir())]
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search),
+        loader=_Loader(search),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+def xml_parser():
+    """A fresh expat parser: it only checks well-formedness (no entities, no DTD fetched)."""
+    return ParserCreate()
+
+
+def _template_position(exc: BaseException, default: str | None) -> tuple[str | None, int | None]:
+    """The template file and line an exception came from: jinja2 rewrites a rendering traceback so that
+    its frames carry the template's own file name and line numbers."""
+    file, line = default, None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name and not name.endswith(".py") and not name.startswith("<") and Path(name).is_file():
+            file, line = name, tb.tb_lineno
+        tb = tb.tb_next
+    return file, line
 
 
 def cdata(text: str) -> str:
@@ -189,6 +222,8 @@ class QuestionRenderer:
                             file=str(batch.dir / "batch.toml"), field="batch.template") from None
         except jinja2.TemplateSyntaxError as exc:
             raise UserError(f"template syntax error: {exc.message}", file=exc.filename or batch.template, line=exc.lineno) from None
+        except UserError as exc:
+            raise UserError(exc.message, file=exc.file, line=exc.line, field=exc.field or "batch.template") from None
 
     def html(self, item: Item) -> str:
         context = {
@@ -208,17 +243,37 @@ class QuestionRenderer:
         except jinja2.UndefinedError as exc:
             raise UserError(f"template {self.batch.template!r}: {exc.message} (rendering item {item.id!r} from {where})",
                             file=self.template.filename) from None
+        except jinja2.TemplateNotFound as exc:
+            # an {% include %} or {% extends %} of a file that is not there
+            file, line = _template_position(exc, self.template.filename)
+            raise UserError(f"template {exc.name!r} (included) not found in {self.batch.dir} or {templates_dir()}",
+                            file=file, line=line) from None
         except jinja2.TemplateSyntaxError as exc:
             raise UserError(f"template syntax error: {exc.message}", file=exc.filename or self.batch.template, line=exc.lineno) from None
         except UserError as exc:
-            raise UserError(f"item {item.id!r} ({where}): {exc.message}") from None
+            raise UserError(f"item {item.id!r} ({where}): {exc.message}", file=exc.file, line=exc.line,
+                            field=exc.field) from None
+        except Exception as exc:  # noqa: BLE001 - a template is the requester's code: {{ 1//0 }}, a bad filter argument…
+            file, line = _template_position(exc, self.template.filename)
+            detail = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")  # printable, whatever it quotes
+            raise UserError(f"template failed on item {item.id!r} ({where}): {type(exc).__name__}: {detail}",
+                            file=file, line=line) from None
 
     def question(self, item: Item) -> str:
         xml = html_question(self.html(item), self.batch.hit.frame_height)
-        size = len(xml.encode("utf-8"))
+        size = len(xml.encode("utf-8", "surrogatepass"))
         if size > QUESTION_MAX_BYTES:
             raise UserError(f"the question for item {item.id!r} is {size:,} bytes; MTurk's limit is {QUESTION_MAX_BYTES:,} "
                             f"(shrink the template or the item's media)", file=f"{self.batch.items_file}", line=item.line)
+        # MTurk parses the Question as XML and refuses the HIT if it is not well-formed (a control
+        # character from the template or a filter); found here, nothing has been paid for yet.
+        try:
+            xml_parser().Parse(xml.encode("utf-8", "surrogatepass"), True)
+        except ExpatError as exc:
+            bad = xml_invalid(xml)
+            raise UserError(f"the question for item {item.id!r} ({self.batch.items_file}:{item.line}) is not well-formed "
+                            f"XML ({'it holds ' + bad if bad else exc}); MTurk would refuse its HIT",
+                            file=self.template.filename) from None
         return xml
 
     @property

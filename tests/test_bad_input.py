@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from annotate.cli import cli
 from annotate.store import Store
-from conftest import make_batch
+from conftest import all_hits, make_batch, mturk_client
 
 HEADER = "id,sepal_length,sepal_width,petal_length,petal_width,species\n"
 
@@ -45,16 +45,32 @@ def toml(old, new):
 
 def template(body, name="t.html.j2"):
     def edit(d):
-        (d / name).write_text(body)
+        if isinstance(body, bytes):
+            (d / name).write_bytes(body)
+        else:
+            (d / name).write_text(body)
         toml('template = "iris.html.j2"', f'template = "{name}"')(d)
     return edit
 
 
 def jsonl(text, name="items.jsonl"):
     def edit(d):
-        (d / name).write_text(text)
+        if isinstance(text, bytes):
+            (d / name).write_bytes(text)
+        else:
+            (d / name).write_text(text)
         toml('items = "items.csv"', f'items = "{name}"')(d)
     return edit
+
+
+def both(*edits):
+    def edit(d):
+        for e in edits:
+            e(d)
+    return edit
+
+
+ROW = '"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4, "species": "setosa"'
 
 
 # (id, how to break a good batch, words the message must contain)
@@ -109,6 +125,60 @@ POST_CASES = [
     ("template-syntax", template("<p>\n{% for x in %}\n"), ["t.html.j2:2", "syntax"]),
     ("template-undefined", template("{{ item.colour }}"), ["t.html.j2", "colour", "items.csv:2"]),
     ("template-oversize", template("{{ 'x' * 70000 }}"), ["65,535"]),
+    # issue 11 (B3, B4, B8, B11): every MTurk constraint checked for the whole batch before the first paid call
+    ("toml-reward-exponent", toml('reward = "0.05"', 'reward = "1e30"'), ["hit.reward", "0.05"]),
+    ("toml-reward-too-many-digits", toml('reward = "0.05"', 'reward = "' + "9" * 30 + '"'), ["hit.reward", "digits"]),
+    ("toml-reward-table", toml('reward = "0.05"', 'reward = {usd = "0.05"}'), ["hit.reward", "not an amount"]),
+    ("toml-task-type-list", toml('task_type = "image-classification"', 'task_type = ["image-classification"]'),
+     ["batch.task_type"]),
+    ("toml-name-integer", toml('name = "iris-small"', "name = 5"), ["batch.name"]),
+    ("toml-description-too-long", toml('description = "Look', 'description = "' + "x" * 2001 + 'Look'),
+     ["hit.description", "2000"]),
+    ("toml-keywords-too-long", toml('keywords = "iris', 'keywords = "' + "k," * 500 + 'iris'), ["hit.keywords", "1000"]),
+    ("toml-title-control-char", toml('title = "Identify', 'title = "\\u0001Identify'), ["hit.title", "U+0001"]),
+    ("toml-label-control-char", toml('"setosa", "versicolor"', '"setosa", "versi\\u0000color"'), ["task.labels", "U+0000"]),
+    ("toml-field-assignmentId", toml('field = "species"', 'field = "assignmentId"'), ["task.field", "assignmentId"]),
+    ("toml-field-hitId", toml('field = "species"', 'field = "hitId"'), ["task.field", "hitId"]),
+    ("toml-field-workerId", toml('field = "species"', 'field = "workerId"'), ["task.field", "workerId"]),
+    ("toml-field-turkSubmitTo", toml('field = "species"', 'field = "turkSubmitTo"'), ["task.field", "turkSubmitTo"]),
+    ("toml-max-assignments-past-cliff", toml("max_assignments = 9", "max_assignments = 20"),
+     ["consensus.max_assignments", "fewer than 10"]),
+    ("toml-max-assignments-absurd", toml("max_assignments = 9", "max_assignments = 2000000\ninitial_assignments = 10"),
+     ["consensus.max_assignments", "1,000,000"]),
+    ("toml-qualification-bad-comparator",
+     toml("[hit]\n", '[hit]\nqualifications = [{QualificationTypeId = "000000000000000000L0", Comparator = "Bigger"}]\n'),
+     ["hit.qualifications", "Comparator"]),
+    ("toml-qualification-wrong-type",
+     toml("[hit]\n", '[hit]\nqualifications = [{QualificationTypeId = "000000000000000000L0", Comparator = "In", '
+                     'IntegerValues = ["x"]}]\n'), ["hit.qualifications", "IntegerValues"]),
+    ("toml-eleven-qualifications",
+     toml("[hit]\n", "[hit]\nqualifications = [" + ", ".join(['{QualificationTypeId = "000000000000000000L0", '
+                                                               'Comparator = "Exists"}'] * 11) + "]\n"),
+     ["hit.qualifications", "at most 10"]),
+    ("toml-label-attribute-trailing-dash", toml('label_attribute = "species"', 'label_attribute = "species-"'),
+     ["batch.label_attribute"]),
+    ("toml-label-attribute-reserved", toml('label_attribute = "species"', 'label_attribute = "species-metadata"'),
+     ["batch.label_attribute", "-metadata"]),
+    ("csv-control-char", items(HEADER + "a,1,2,3,4,setosa\nb,1\x01,2,3,4,setosa\n"), ["items.csv:3", "sepal_length", "U+0001"]),
+    ("csv-nul", items(HEADER + "a,1,2,3,4,setosa\nb,1,2\x00,3,4,setosa\n"), ["items.csv:3", "U+0000"]),
+    ("csv-annotation-too-long", both(toml('name = "iris-small"', 'name = "' + "n" * 60 + '"'),
+                                     items(HEADER + "a" * 200 + ",1,2,3,4,setosa\n")),
+     ["items.csv:2", "RequesterAnnotation", "255"]),
+    ("jsonl-lone-surrogate", jsonl('{"id": "a", ' + ROW + ', "note": "\\ud800"}\n'), ["items.jsonl:1", "note", "U+D800"]),
+    ("jsonl-control-char-in-key", jsonl('{"id": "a", ' + ROW + ', "n\\u0007te": "x"}\n'), ["items.jsonl:1", "U+0007"]),
+    ("jsonl-not-utf8", jsonl(b'{"id": "a", "x": "\xff"}\n'), ["items.jsonl:1", "UTF-8"]),
+    ("jsonl-deeply-nested", jsonl('{"id": "a", ' + ROW + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+     ["items.jsonl:1", "nested"]),
+    ("jsonl-nested-past-limit", jsonl('{"id": "a", ' + ROW + ', "x": ' + "[" * 50 + "]" * 50 + "}\n"),
+     ["items.jsonl:1", "nested more than"]),
+    ("template-missing-include", template('<p>\n{% include "nope.html.j2" %}'), ["t.html.j2:2", "nope.html.j2", "not found"]),
+    ("template-zero-division", template("<p>\n<p>{{ 1//0 }}</p>\n"), ["t.html.j2:2", "ZeroDivisionError", "items.csv:2"]),
+    ("template-bad-filter-argument", template("{{ item.id | truncate('x') }}"), ["t.html.j2:1", "items.csv:2"]),
+    ("template-not-utf8", template(b"<p>caf\xe9</p>\n"), ["t.html.j2:1", "UTF-8"]),
+    ("template-included-not-utf8", both(template('{% include "inc.html.j2" %}'),
+                                        lambda d: (d / "inc.html.j2").write_bytes(b"ok\n\xff\n")),
+     ["inc.html.j2:2", "UTF-8"]),
+    ("template-control-char", template("<p>\x01</p>"), ["t.html.j2", "well-formed", "U+0001"]),
 ]
 
 
@@ -126,12 +196,16 @@ def test_post_bad_input(home, marketplace, tmp_path, case, breaker, expected):
     batch = make_batch(tmp_path / "bad", items=3)
     breaker(batch)
     before = store_digest(home.store_path)
+    client = mturk_client(marketplace.url)
+    balance = client.get_account_balance()["AvailableBalance"]
     result = CliRunner().invoke(cli, ["--home", str(home.home), "post", str(batch), "--endpoint-url", marketplace.url])
     assert result.exit_code == 2, result.output
     for words in expected:
         assert words in result.output, (words, result.output)
     assert "Traceback" not in result.output
     assert store_digest(home.store_path) == before
+    # refused before the first paid call: no HIT made, nothing spent
+    assert len(all_hits(client)) == 3 and client.get_account_balance()["AvailableBalance"] == balance
 
 
 FLAG_CASES = [
@@ -158,4 +232,4 @@ def test_bad_flags(home, case, args, expected):
 
 
 def test_catalogue_is_large_enough():
-    assert len(POST_CASES) + len(FLAG_CASES) >= 30
+    assert len(POST_CASES) + len(FLAG_CASES) >= 80

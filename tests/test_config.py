@@ -125,3 +125,63 @@ def test_jsonl_and_manifest_items(tmp_path):
     (manifest / "items.manifest").write_text('{"source-ref": "s3://bucket/a.png"}\n{"id": "x"}\n')
     with pytest.raises(UserError, match=r"items.manifest:2.*source-ref"):
         load_batch(manifest)
+
+
+# issue 11: the limits come from botocore's service models where those state them.
+
+def test_reward_is_mturks_currency_amount():
+    from annotate.config import parse_reward
+
+    assert parse_reward("0.05", "b") == Decimal("0.05") and parse_reward(2, "b") == Decimal("2.00")
+    assert parse_reward("1.", "b") == Decimal("1.00")
+    for bad, words in [("1e30", "CurrencyAmount"), ("1E2", "CurrencyAmount"), ("+1", "CurrencyAmount"),
+                       ("1_000", "CurrencyAmount"), ("9" * 21, "digits"), ("0.051", "whole cents"), (True, "not an amount"),
+                       ([1], "not an amount"), ("NaN", "zero or more"), ("-0.01", "zero or more")]:
+        with pytest.raises(UserError, match=words):
+            parse_reward(bad, "b")
+
+
+@pytest.mark.parametrize("name,attribute", [("iris", "iris"), ("sp_amt", "sp-amt"), ("a.b_c", "a-b-c"),
+                                            ("x_", "x"), ("a__b", "a--b"), ("x-metadata", "x-metadata-label"),
+                                            ("y.ref", "y-ref-label")])
+def test_default_label_attribute_is_legal_for_every_legal_name(name, attribute):
+    """B14: '_' and '.' are allowed in batch names, not in Ground Truth's LabelAttributeName."""
+    from annotate.config import default_label_attribute
+    from annotate.limits import model_pattern
+
+    assert default_label_attribute(name) == attribute
+    assert model_pattern("sagemaker", "LabelAttributeName").fullmatch(attribute)
+
+
+def test_batch_named_with_underscore_and_dot_loads(tmp_path):
+    batch = make_batch(tmp_path, name="iris_small.v2")
+    text = (batch / "batch.toml").read_text().replace('label_attribute = "species"\n', "")
+    (batch / "batch.toml").write_text(text)
+    loaded = load_batch(batch)
+    assert (loaded.name, loaded.label_attribute) == ("iris_small.v2", "iris-small-v2")
+
+
+def test_ten_or_more_assignments_only_from_the_start(tmp_path):
+    """B3: HITs created with < 10 assignments can never reach 10; starting at 10 is a deliberate choice."""
+    from annotate.post import make_policy
+
+    jammed = make_batch(tmp_path / "a", consensus__max_assignments="20")
+    with pytest.raises(UserError, match=r"consensus.max_assignments.*fewer than 10"):
+        make_policy(load_batch(jammed))
+    deliberate = make_batch(tmp_path / "b", consensus__max_assignments="20", consensus__initial_assignments="10")
+    policy = make_policy(load_batch(deliberate))
+    assert (policy.initial_assignments, policy.max_assignments) == (10, 20)
+    assert make_policy(load_batch(make_batch(tmp_path / "c"))).max_assignments == 9
+
+
+def test_limits_match_the_service_model():
+    """The model's own bounds, read rather than copied: a botocore update moves them."""
+    from annotate.limits import input_shape, problems
+
+    hit = input_shape("mturk", "CreateHITWithHITType")
+    assert hit.members["UniqueRequestToken"].metadata["max"] == 64
+    ok = {"HITTypeId": "ABC", "LifetimeInSeconds": 60, "Question": "<q/>", "UniqueRequestToken": "t" * 64}
+    assert problems(ok, hit) == []
+    assert problems({**ok, "UniqueRequestToken": "t" * 65}, hit) == ["UniqueRequestToken: at most 64 characters, got 65"]
+    assert "HITTypeId" in problems({**ok, "HITTypeId": "abc"}, hit)[0]
+    assert "RequesterAnnotation" in problems({**ok, "RequesterAnnotation": "\x00"}, hit)[0]

@@ -64,3 +64,13 @@ def test_bad_dataset_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["replay", str(bad), "--workdir", str(tmp_path)])
     assert result.exit_code == 2
     assert "answers.csv" in result.output
+
+
+def test_dataset_named_with_underscore_replays(tmp_path):
+    """issue 11, B14: `annotate replay ../shared/crowd-data/sp_amt` exited 2 because the label
+    attribute came from the name, and '_' is no letter, digit or '-' (Ground Truth's rule)."""
+    dataset = small_dataset(tmp_path, name="sp_amt", items=20)
+    result = CliRunner().invoke(cli, ["replay", str(dataset), "--seed", "1", "--workdir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["dataset"] == "sp_amt" and summary["items"] == 20
