@@ -3,10 +3,15 @@
 The same boto3 code runs against every target: `local` starts the embedded marketplace
 (over HTTP, on its own SQLite file in the project home), `sandbox` and `production` are
 MTurk's real endpoints in us-east-1 with the standard AWS credential chain.
+
+Calls share one client-side send rate that adapts to throttling (concurrency.AdaptiveRate):
+unlimited until MTurk first answers ThrottlingException, then just under the rate it allows.
+ANNOTATE_CLIENT_RATE=fixed turns that off (only the retries' backoff is left), for comparison.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import Counter
@@ -19,6 +24,7 @@ import botocore.exceptions
 from botocore import xform_name
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from annotate.concurrency import AdaptiveRate
 from annotate.errors import UserError
 from annotate.workspace import Workspace
 
@@ -32,6 +38,7 @@ RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", 
                    "RequestTimeout", "RequestTimeoutException", "TooManyRequestsException"}
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 TOKEN_ALREADY_PROCESSED = "AWS.MechanicalTurk.UniqueRequestTokenRequestAlreadyProcessed"
+CLIENT_RATE_ENV = "ANNOTATE_CLIENT_RATE"  # adaptive (default) | fixed
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
 
 
@@ -75,7 +82,7 @@ class MTurk:
     loaded models: +12 MB for 16, against +127 MB for 16 sessions)."""
 
     def __init__(self, client, target: str, endpoint_url: str | None, attempts: int = 8, max_wait: float = 20.0,
-                 factory: Callable[[], Any] | None = None):
+                 factory: Callable[[], Any] | None = None, adaptive: bool | None = None):
         self.client = client
         self.target = target
         self.endpoint_url = endpoint_url
@@ -84,6 +91,10 @@ class MTurk:
         self._factory = factory
         self._idle: list = [client]
         self.clients_made = 1
+        if adaptive is None:
+            adaptive = os.environ.get(CLIENT_RATE_ENV, "adaptive").strip().lower() != "fixed"
+        self.rate: AdaptiveRate | None = AdaptiveRate() if adaptive else None
+        self.throttled = 0  # ThrottlingException answers met (each was retried)
         self._retrying = retry(
             retry=retry_if_exception(_retryable),
             wait=wait_random_exponential(multiplier=0.05, max=max_wait),
@@ -116,7 +127,22 @@ class MTurk:
 
     def call(self, operation: str, **params: Any) -> dict:
         with self._checkout() as client:
-            return self._retrying(getattr(client, xform_name(operation)))(**params)
+            method = getattr(client, xform_name(operation))
+
+            def once(**kwargs: Any) -> dict:
+                if self.rate is not None:
+                    self.rate.acquire()
+                try:
+                    return method(**kwargs)
+                except botocore.exceptions.ClientError as exc:
+                    if aws_code(exc) == "ThrottlingException":
+                        with self._lock:
+                            self.throttled += 1
+                        if self.rate is not None:
+                            self.rate.throttled()
+                    raise
+
+            return self._retrying(once)(**params)
 
     def pages(self, operation: str, key: str, **params: Any) -> Iterator[dict]:
         """Every element of a paged list call, following NextToken."""
@@ -176,7 +202,8 @@ def connect(ws: Workspace, target: str = "local", endpoint_url: str | None = Non
 
         ws.ensure()
         try:
-            server = MarketplaceServer(ws.marketplace_db)
+            # Production-like money, so budgets and fees are exercised as they will be for real.
+            server = MarketplaceServer(ws.marketplace_db, mode="production")
         except ValueError as exc:  # a bad ANNOTATE_MARKETPLACE_FAULTS
             raise UserError(str(exc), field="ANNOTATE_MARKETPLACE_FAULTS") from None
         with server:

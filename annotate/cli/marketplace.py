@@ -35,9 +35,12 @@ def marketplace() -> None:
               help="answers.csv (item,worker,label) for --crowd replay.")
 @click.option("--annotation-prefix", default="", show_default=False,
               help="Replay: an item's HITs carry RequesterAnnotation PREFIX + item id (e.g. 'rte/').")
+@click.option("--mode", type=click.Choice(["sandbox", "production"]), default="sandbox", show_default=True,
+              help="sandbox: the fixed $10,000.00 balance; production: HITs and bonuses are debited (fees, Masters "
+                   "+5%) and GetAccountBalance reports OnHoldBalance.")
 @click.option("--faults", default=None, metavar="SPEC",
-              help="Inject faults into the requester API, e.g. latency=0.02,throttle=0.1,error=0.02,drop=0.02,seed=7 "
-                   "[env ANNOTATE_MARKETPLACE_FAULTS].")
+              help="Inject faults into the requester API, e.g. latency=0.02,throttle=0.1,error=0.02,drop=0.02,seed=7, "
+                   "or MTurk's rate limit as a token bucket: rate=5/s,burst=10 [env ANNOTATE_MARKETPLACE_FAULTS].")
 @click.option("--media-root", "media_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Serve the files under DIR at /media/<n>/<path> (n counts the roots from 0); repeatable.")
 @click.option("--workers", default=30, show_default=True, type=click.IntRange(1, 100000), help="Simulated workers.")
@@ -47,7 +50,7 @@ def marketplace() -> None:
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
-          answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
+          answers_csv: str | None, annotation_prefix: str, mode: str, faults: str | None, media_roots: tuple[str, ...],
           workers: int, spammers: float, seed: int, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C."""
     from annotate.marketplace import MarketplaceServer
@@ -66,13 +69,15 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
         raise UserError(str(exc), field=source) from None
     path = Path(db_path) if db_path else workspace.ensure().marketplace_db
     try:
-        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots)
+        srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots,
+                                mode=mode)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
     gold = load_gold(gold_from) if gold_from else {}
     click.echo(f"requester endpoint: {srv.url}")
     click.echo(f"worker pages:       {srv.worker_url}")
     click.echo(f"database:           {path}")
+    click.echo(f"mode:               {mode}")
     if spec.active:
         click.echo(f"faults:             {spec}")
     for index, root in enumerate(srv.media.roots):

@@ -7,6 +7,7 @@ Everything that came from a requester or a worker is HTML-escaped wherever it is
 from __future__ import annotations
 
 import json
+import logging
 import xml.etree.ElementTree as ET
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -18,6 +19,7 @@ from annotate.marketplace.models import HTML_QUESTION_NS, Marketplace, WorkerErr
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MAX_LISTING = 1000
+log = logging.getLogger("annotate.marketplace")
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -98,6 +100,10 @@ class WorkerSite:
             if method == "POST" and path == "/worker/accept":
                 f = dict(form)
                 return self.accept(f.get("hitId", ""), f.get("workerId", ""), base_url, wants_json)
+            if method == "POST" and path == "/worker/return":
+                f = dict(form)
+                return self.return_assignment(f.get("assignmentId", ""), f.get("workerId", ""),
+                                              f.get("reason") or None, wants_json)
             if method == "GET" and path == "/worker/task":
                 return self.task(query)
             if method in ("GET", "POST") and path == "/mturk/externalSubmit":
@@ -157,6 +163,18 @@ class WorkerSite:
             return _json({**got, "location": location}, 303, {"Location": location})
         return 303, {"Location": location, "Content-Type": "text/html; charset=utf-8"}, \
             f"<a href=\"{escape(location)}\">Continue to the task</a>".encode("utf-8")
+
+    def return_assignment(self, assignment_id: str, worker_id: str, reason: str | None,
+                          wants_json: bool) -> Response:
+        """A worker returns an accepted HIT (MTurk's Return button): the slot is offered again."""
+        done = self.backend.return_assignment(assignment_id, worker_id, reason[:2000] if reason else None)
+        # Said at once, where `marketplace serve` prints: a HIT nobody can do should not wait for Ctrl-C.
+        log.warning("assignment %s of HIT %s returned by worker %s%s", assignment_id, done["hitId"], worker_id,
+                    f": {reason}" if reason else "")
+        if wants_json:
+            return _json(done)
+        return _page("Returned", f"<p>You returned assignment {escape(assignment_id)}; the HIT is offered to "
+                                 f"other workers again.</p>")
 
     def task(self, query: list[tuple[str, str]]) -> Response:
         q = dict(query)
