@@ -68,9 +68,11 @@ class AdaptiveRate:
 
     Unlimited until the service first answers ThrottlingException; from then on calls wait for a
     token of a bucket whose rate follows a cubic curve, as botocore's adaptive retry mode and TCP
-    CUBIC do: on a throttle the rate drops to `beta` x the rate that was being sent (`ceiling`), then
-    grows back fast, lingers near the ceiling (where the service's limit was found) and only then
-    probes above it. One throttle per `cooldown` seconds counts: calls already in flight when the
+    CUBIC do: on a throttle the rate drops to `beta` x the `ceiling`, then grows back fast, lingers
+    near the ceiling (where the service's limit was found) and only then probes above it. The
+    ceiling is the rate the service let through over the last second (the calls that succeeded):
+    while we send too fast that is the service's own limit, so one cut lands just under it
+    however far above it the client was. One throttle per `cooldown` seconds counts: calls already in flight when the
     limit is hit do not cut the rate again and again.
     """
 
@@ -89,14 +91,26 @@ class AdaptiveRate:
         self._tokens = 0.0
         self._last = self._clock()
         self._sent: deque[float] = deque()  # send times over the last second, to measure the rate sent
+        self._ok: deque[float] = deque()  # times of the calls that succeeded over the last second
         self.throttles = 0
         self.cuts = 0
 
-    def _measured(self, now: float) -> float:
+    @staticmethod
+    def _per_second(times: deque, now: float) -> float:
         horizon = now - 1.0
-        while self._sent and self._sent[0] < horizon:
-            self._sent.popleft()
-        return float(len(self._sent))
+        while times and times[0] < horizon:
+            times.popleft()
+        return float(len(times))
+
+    def _measured(self, now: float) -> float:
+        return self._per_second(self._sent, now)
+
+    def succeeded(self) -> None:
+        """A call went through."""
+        with self._lock:
+            now = self._clock()
+            self._ok.append(now)
+            self._per_second(self._ok, now)
 
     def _current(self, now: float) -> float:
         t = now - self._cut_at
@@ -129,7 +143,11 @@ class AdaptiveRate:
             if self.rate is not None and now - self._cut_at < self.cooldown:
                 return
             sent = self._measured(now)
-            reference = sent if self.rate is None else min(self.rate, max(sent, 1.0))
+            let_through = self._per_second(self._ok, now)
+            if let_through:
+                reference = let_through
+            else:  # nothing got through lately: go by what was sent
+                reference = sent if self.rate is None else min(self.rate, max(sent, 1.0))
             self.ceiling = max(1.0, reference)
             self._cut_at = now
             self.rate = max(1.0, self.ceiling * self.beta)

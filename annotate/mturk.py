@@ -133,7 +133,7 @@ class MTurk:
                 if self.rate is not None:
                     self.rate.acquire()
                 try:
-                    return method(**kwargs)
+                    answer = method(**kwargs)
                 except botocore.exceptions.ClientError as exc:
                     if aws_code(exc) == "ThrottlingException":
                         with self._lock:
@@ -141,6 +141,9 @@ class MTurk:
                         if self.rate is not None:
                             self.rate.throttled()
                     raise
+                if self.rate is not None:
+                    self.rate.succeeded()
+                return answer
 
             return self._retrying(once)(**params)
 

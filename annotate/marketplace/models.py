@@ -41,6 +41,7 @@ from annotate.fees import assignment_cost, assignment_fee, format_money, money, 
 
 START_BALANCE = Decimal("10000.00")
 TOKEN_TTL = 24 * 3600
+AUTO_DISPOSAL = 120 * 24 * 3600  # HITs are disposed of this long after they expire
 DEFAULT_AUTO_APPROVAL_DELAY = 2592000  # 30 days, MTurk's default
 MAX_QUESTION_BYTES = 65535
 QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/"
@@ -312,6 +313,12 @@ class Marketplace:
             conn.execute("UPDATE hits SET expiry_settled = 1 WHERE expiry_settled = 0 AND expiration <= ?", (now,))
         for hit_id in touched:
             self._recompute(conn, hit_id, now)
+        # "HITs are automatically disposed of after 120 days": counted from expiry (a HIT may live
+        # a year), once no worker holds an assignment and nothing awaits review.
+        for row in conn.execute("SELECT hit_id FROM hits WHERE expiry_settled = 1 AND disposed = 0 AND expiration <= ? "
+                                "AND pending = 0 AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = hits.hit_id "
+                                "AND a.status = ?)", (now - AUTO_DISPOSAL, SUBMITTED)).fetchall():
+            self._dispose(conn, row["hit_id"], now)
 
     def _recompute(self, conn: sqlite3.Connection, hit_id: str, now: float) -> None:
         """Derive a HIT's counts and status from its assignments."""
@@ -638,20 +645,28 @@ class Marketplace:
             hit = self._hit_row(conn, hit_id)
             status = hit["status"]
             never_used = hit["submitted_ever"] == 0 and hit["pending"] == 0 and hit["expiration"] <= now
-            if status not in ("Reviewable", "Reviewing") and not (status == "Assignable" and never_used):
+            # The reference: "You can only dispose of HITs that are in the Reviewable state" (not
+            # Reviewing). An expired HIT nobody worked on stays Assignable and may go too, as on MTurk.
+            if status != "Reviewable" and not (status == "Assignable" and never_used):
                 raise RequestError(f"This HIT is currently in the state '{status}'. This operation can be called "
-                                   f"with a status of: Reviewable, Reviewing", "AWS.MechanicalTurk.InvalidHITState")
+                                   f"with a status of: Reviewable", "AWS.MechanicalTurk.InvalidHITState")
             waiting = conn.execute("SELECT COUNT(*) FROM assignments WHERE hit_id = ? AND status = ?",
                                    (hit_id, SUBMITTED)).fetchone()[0]
             if waiting:
                 raise RequestError(f"This HIT has {waiting} submitted assignment(s) that must be approved or rejected "
                                    f"before it can be deleted.", "AWS.MechanicalTurk.InvalidHITState")
-            approved = conn.execute("SELECT COUNT(*) FROM assignments WHERE hit_id = ? AND status = ?",
-                                    (hit_id, APPROVED)).fetchone()[0]
-            self._credit(conn, money(hit["unit_cost"]) * (hit["max_assignments"] - approved))
-            conn.execute("UPDATE hits SET disposed = 1 WHERE hit_id = ?", (hit_id,))
-            self._recompute(conn, hit_id, now)
+            self._dispose(conn, hit_id, now)
             return {}
+
+    def _dispose(self, conn: sqlite3.Connection, hit_id: str, now: float) -> None:
+        """Dispose of a HIT: every slot not paid out is refunded."""
+        hit = conn.execute("SELECT unit_cost, max_assignments FROM hits WHERE hit_id = ?", (hit_id,)).fetchone()
+        approved = conn.execute("SELECT COUNT(*) FROM assignments WHERE hit_id = ? AND status = ?",
+                                (hit_id, APPROVED)).fetchone()[0]
+        self._credit(conn, money(hit["unit_cost"]) * (hit["max_assignments"] - approved))
+        # expiry_settled = 2: out of the index range the auto-disposal sweep scans, for good.
+        conn.execute("UPDATE hits SET disposed = 1, expiry_settled = 2 WHERE hit_id = ?", (hit_id,))
+        self._recompute(conn, hit_id, now)
 
     def create_worker_block(self, worker_id: str, reason: str) -> dict[str, Any]:
         with self.operation("CreateWorkerBlock") as (conn, _):
