@@ -71,17 +71,21 @@ class AdaptiveRate:
     CUBIC do: on a throttle the rate drops to `beta` x the `ceiling`, then grows back fast, lingers
     near the ceiling (where the service's limit was found) and only then probes above it. The
     ceiling is the rate the service let through over the last second (the calls that succeeded):
-    while we send too fast that is the service's own limit, so one cut lands just under it
-    however far above it the client was. One throttle per `cooldown` seconds counts: calls already in flight when the
-    limit is hit do not cut the rate again and again.
+    while we send too fast that is the service's own limit, so one cut lands near it however far
+    above it the client was. One throttle per `cooldown` seconds counts: calls already in flight
+    when the limit is hit do not cut the rate again and again. Probing stops at `headroom` x the
+    ceiling, so a client that was idle (a harvest pass waiting for the next) does not come back
+    at any speed at all.
     """
 
-    def __init__(self, beta: float = 0.85, recover_seconds: float = 4.0, cooldown: float = 0.5,
+    def __init__(self, beta: float = 0.85, recover_seconds: float = 4.0, cooldown: float = 0.25,
+                 headroom: float = 1.5,
                  clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None):
         self.beta = beta
         self.k = recover_seconds  # seconds from a cut back up to the ceiling
         self.c = (1 - beta) / recover_seconds ** 3  # so that rate(k) == ceiling
         self.cooldown = cooldown
+        self.headroom = headroom
         self._clock = clock or time.monotonic
         self._sleep = sleep or time.sleep
         self._lock = threading.Lock()
@@ -114,7 +118,7 @@ class AdaptiveRate:
 
     def _current(self, now: float) -> float:
         t = now - self._cut_at
-        return max(1.0, self.ceiling * (1 + self.c * (t - self.k) ** 3))
+        return max(1.0, self.ceiling * min(self.headroom, 1 + self.c * (t - self.k) ** 3))
 
     def acquire(self) -> None:
         """Wait until a call may be sent."""

@@ -39,6 +39,17 @@ RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", 
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 TOKEN_ALREADY_PROCESSED = "AWS.MechanicalTurk.UniqueRequestTokenRequestAlreadyProcessed"
 CLIENT_RATE_ENV = "ANNOTATE_CLIENT_RATE"  # adaptive (default) | fixed
+# One adaptive rate per endpoint for the whole process: the limit is MTurk's, per account, so what
+# `post` learnt holds for the `harvest` after it, and for every harvest pass of a --watch.
+_RATES: dict[str | None, AdaptiveRate] = {}
+_RATES_LOCK = threading.Lock()
+
+
+def shared_rate(endpoint_url: str | None) -> AdaptiveRate:
+    with _RATES_LOCK:
+        if endpoint_url not in _RATES:
+            _RATES[endpoint_url] = AdaptiveRate()
+        return _RATES[endpoint_url]
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
 
 
@@ -93,7 +104,7 @@ class MTurk:
         self.clients_made = 1
         if adaptive is None:
             adaptive = os.environ.get(CLIENT_RATE_ENV, "adaptive").strip().lower() != "fixed"
-        self.rate: AdaptiveRate | None = AdaptiveRate() if adaptive else None
+        self.rate: AdaptiveRate | None = shared_rate(endpoint_url) if adaptive else None
         self.throttled = 0  # ThrottlingException answers met (each was retried)
         self._retrying = retry(
             retry=retry_if_exception(_retryable),
@@ -148,13 +159,20 @@ class MTurk:
             return self._retrying(once)(**params)
 
     def pages(self, operation: str, key: str, **params: Any) -> Iterator[dict]:
-        """Every element of a paged list call, following NextToken."""
+        """Every element of a paged list call, following NextToken.
+
+        MTurk puts a NextToken on every page that holds results, the last one too, and ends with an
+        empty page; other services leave the token off the last page. Either ends the loop, and so
+        does a page shorter than the MaxResults asked for (only the last page is short), which
+        saves the empty page's call: one per HIT when listing each HIT's assignments."""
         token = None
+        size = params.get("MaxResults")
         while True:
             page = self.call(operation, **params, **({"NextToken": token} if token else {}))
-            yield from page.get(key, [])
+            items = page.get(key, [])
+            yield from items
             token = page.get("NextToken")
-            if not token or not page.get(key):
+            if not token or not items or (size is not None and len(items) < size):
                 return
 
     def take_calls(self) -> dict[str, int]:

@@ -84,6 +84,14 @@ def test_annotate_paging_stops_on_an_empty_page_or_a_missing_token(pages):
     assert fake.calls == len(pages)
 
 
+def test_annotate_paging_stops_on_a_short_page_without_asking_for_the_empty_one():
+    fake = PagedFake([{"HITs": [1, 2], "NextToken": "1"}, {"HITs": [3], "NextToken": "2"}, {"HITs": ["never"]}])
+    mturk = MTurk.__new__(MTurk)
+    mturk.call = lambda operation, **params: fake.list_hits(**params)
+    assert list(mturk.pages("ListHITs", "HITs", MaxResults=2)) == [1, 2, 3]
+    assert fake.calls == 2
+
+
 # ------------------------------------------------------------------------------ money
 def test_sandbox_balance_is_fixed(sandbox):
     mturk = client(sandbox.url)
