@@ -241,8 +241,8 @@ class MTurkResponses:
     def dispatch(self, target: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         operation = (target or "")[len(TARGET_PREFIX):] if (target or "").startswith(TARGET_PREFIX) else None
         if operation not in OPERATIONS:
-            # What AWS JSON 1.1 services answer for a target they do not know (no message member
-            # in their bodies beyond this one; botocore reads the code from __type).
+            # What AWS JSON 1.1 services answer for a target they do not know; botocore reads
+            # the code from __type (no model lists this error, so it stays a plain ClientError).
             return self._error_body(400, "UnknownOperationException", f"Unknown operation {target!r}", None)
         try:
             params = json.loads(body.decode("utf-8") or "{}") if body else {}
