@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -98,3 +99,19 @@ def test_a_worker_returns_a_hit_on_the_worker_pages(srv):
     status, _, _ = http("POST", srv.url + "/worker/accept", {"hitId": hit_id, "workerId": "A1RETURNER"},
                         {"Accept": "application/json"})
     assert status == 303
+
+
+def test_serve_says_at_once_which_hit_its_crowd_returned(tmp_path):
+    from test_marketplace_standalone import serve  # runs `annotate marketplace serve` in its own process
+
+    with serve(tmp_path, "--crowd", "simulated", "--workers", "3") as url:
+        mturk = client(url)
+        bad = mturk.create_hit(**hit_params(MaxAssignments=1, Question=html_question(NO_FORM)))["HIT"]["HITId"]
+        good = mturk.create_hit(**hit_params(MaxAssignments=1))["HIT"]["HITId"]
+        output = tmp_path / f"serve-{url.rsplit(':', 1)[1]}.log"
+        wait_for(lambda: bad in output.read_text() and mturk.get_hit(HITId=good)["HIT"]["HITStatus"] == "Reviewable")
+        said = output.read_text()
+        assert re.search(rf"returned.*{bad}|{bad}.*returned", said) and "has no <form>" in said
+        _, _, body = http("GET", url + "/_stats")
+        assert [r["hitId"] for r in json.loads(body)["returned"]["recent"]] == [bad]
+        assert mturk.get_hit(HITId=bad)["HIT"]["NumberOfAssignmentsAvailable"] == 1
