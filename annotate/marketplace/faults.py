@@ -82,7 +82,8 @@ class FaultSpec:
         return cls(**values)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        text = f"latency={self.latency:g},throttle={self.throttle:g},error={self.error:g},drop={self.drop:g},seed={self.seed}"
+        text = (f"latency={self.latency:g},throttle={self.throttle:g},error={self.error:g},drop={self.drop:g},"
+                f"seed={self.seed}")
         if self.rate:
             text += f",rate={self.rate:g}/s,burst={self.burst:g}"
         return text

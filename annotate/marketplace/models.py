@@ -316,8 +316,9 @@ class Marketplace:
         # "HITs are automatically disposed of after 120 days": counted from expiry (a HIT may live
         # a year), once no worker holds an assignment and nothing awaits review.
         for row in conn.execute("SELECT hit_id FROM hits WHERE expiry_settled = 1 AND disposed = 0 AND expiration <= ? "
-                                "AND pending = 0 AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = hits.hit_id "
-                                "AND a.status = ?)", (now - AUTO_DISPOSAL, SUBMITTED)).fetchall():
+                                "AND pending = 0 AND NOT EXISTS (SELECT 1 FROM assignments a "
+                                "WHERE a.hit_id = hits.hit_id AND a.status = ?)",
+                                (now - AUTO_DISPOSAL, SUBMITTED)).fetchall():
             self._dispose(conn, row["hit_id"], now)
 
     def _recompute(self, conn: sqlite3.Connection, hit_id: str, now: float) -> None:

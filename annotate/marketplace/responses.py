@@ -151,9 +151,11 @@ def authenticate(headers: Any) -> MarketplaceError | None:
                          "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
     _, _, region, service = found.groups()
     if region != REGION:
-        return AuthError("InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'. ")
+        return AuthError("InvalidSignatureException",
+                         f"Credential should be scoped to a valid region, not '{region}'. ")
     if service != SIGNING_NAME:
-        return AuthError("InvalidSignatureException", f"Credential should be scoped to correct service: '{SIGNING_NAME}'. ")
+        return AuthError("InvalidSignatureException",
+                         f"Credential should be scoped to correct service: '{SIGNING_NAME}'. ")
     return None
 
 
