@@ -149,7 +149,9 @@ class AdaptiveRate:
             sent = self._measured(now)
             let_through = self._per_second(self._ok, now)
             if let_through:
-                reference = let_through
+                # Throttled at the rate we keep: that rate is too high as well. (Right after a
+                # start, the last second's let-through still holds the service's burst.)
+                reference = let_through if self.rate is None else min(let_through, self.rate)
             else:  # nothing got through lately: go by what was sent
                 reference = sent if self.rate is None else min(self.rate, max(sent, 1.0))
             self.ceiling = max(1.0, reference)
