@@ -15,6 +15,13 @@ LARGE_HIT_EXTRA = Decimal("0.20")
 MASTERS_EXTRA = Decimal("0.05")
 MIN_FEE = Decimal("0.01")
 LARGE_HIT_ASSIGNMENTS = 10
+# The Masters qualification type: production and sandbox ids.
+MASTERS_QUALIFICATION_IDS = frozenset({"2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"})
+
+
+def requires_masters(requirements: list[dict] | None) -> bool:
+    """Whether QualificationRequirements ask for Masters (which costs another 5%)."""
+    return any((q or {}).get("QualificationTypeId") in MASTERS_QUALIFICATION_IDS for q in requirements or [])
 
 
 def money(value: str | int | float | Decimal) -> Decimal:

@@ -3,6 +3,10 @@
 The same boto3 code runs against every target: `local` starts the embedded marketplace
 (over HTTP, on its own SQLite file in the project home), `sandbox` and `production` are
 MTurk's real endpoints in us-east-1 with the standard AWS credential chain.
+
+Calls share one client-side send rate that adapts to throttling (concurrency.AdaptiveRate):
+unlimited until MTurk first answers ThrottlingException, then just under the rate it allows.
+ANNOTATE_CLIENT_RATE=fixed turns that off (only the retries' backoff is left), for comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import botocore.exceptions
 from botocore import xform_name
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
+from annotate.concurrency import AdaptiveRate
 from annotate.errors import UserError
 from annotate.workspace import Workspace
 
@@ -35,6 +40,18 @@ RETRYABLE_CODES = {"ThrottlingException", "ServiceFault", "ServiceUnavailable", 
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 HIT_DOES_NOT_EXIST = "AWS.MechanicalTurk.HITDoesNotExist"
 TOKEN_ALREADY_PROCESSED = "AWS.MechanicalTurk.UniqueRequestTokenRequestAlreadyProcessed"
+CLIENT_RATE_ENV = "ANNOTATE_CLIENT_RATE"  # adaptive (default) | fixed
+# One adaptive rate per endpoint for the whole process: the limit is MTurk's, per account, so what
+# `post` learnt holds for the `harvest` after it, and for every harvest pass of a --watch.
+_RATES: dict[str | None, AdaptiveRate] = {}
+_RATES_LOCK = threading.Lock()
+
+
+def shared_rate(endpoint_url: str | None) -> AdaptiveRate:
+    with _RATES_LOCK:
+        if endpoint_url not in _RATES:
+            _RATES[endpoint_url] = AdaptiveRate()
+        return _RATES[endpoint_url]
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "?([A-Z0-9]{10,})"?')
 # How long one call keeps retrying (throttling, 5xx, an endpoint that does not answer) before it
 # gives up, in seconds: small, so an unreachable endpoint is reported in seconds, not minutes.
@@ -134,7 +151,8 @@ class MTurk:
     loaded models: +12 MB for 16, against +127 MB for 16 sessions)."""
 
     def __init__(self, client, target: str, endpoint_url: str | None, attempts: int = 8, max_wait: float = 20.0,
-                 factory: Callable[[], Any] | None = None, retry_for: float | None = None):
+                 factory: Callable[[], Any] | None = None, retry_for: float | None = None,
+                 adaptive: bool | None = None):
         self.client = client
         self.target = target
         self.endpoint_url = endpoint_url
@@ -143,6 +161,10 @@ class MTurk:
         self._factory = factory
         self._idle: list = [client]
         self.clients_made = 1
+        if adaptive is None:
+            adaptive = os.environ.get(CLIENT_RATE_ENV, "adaptive").strip().lower() != "fixed"
+        self.rate: AdaptiveRate | None = shared_rate(endpoint_url) if adaptive else None
+        self.throttled = 0  # ThrottlingException answers met (each was retried)
         # Copied per call (a copy keeps its own attempt count, so threads do not share one).
         self._retrying = Retrying(
             retry=retry_if_exception(_retryable),
@@ -176,22 +198,47 @@ class MTurk:
 
     def call(self, operation: str, **params: Any) -> dict:
         with self._checkout() as client:
+            method = getattr(client, xform_name(operation))
+
+            def once(**kwargs: Any) -> dict:
+                if self.rate is not None:
+                    self.rate.acquire()
+                try:
+                    answer = method(**kwargs)
+                except botocore.exceptions.ClientError as exc:
+                    if aws_code(exc) == "ThrottlingException":
+                        with self._lock:
+                            self.throttled += 1
+                        if self.rate is not None:
+                            self.rate.throttled()
+                    raise
+                if self.rate is not None:
+                    self.rate.succeeded()
+                return answer
+
             retrying = self._retrying.copy()
             started = time.monotonic()
             try:
-                return retrying(getattr(client, xform_name(operation)), **params)
+                return retrying(once, **params)
             except CONNECTION_ERRORS as exc:
                 raise MTurkUnreachable(self.endpoint_url, operation, exc, retrying.statistics.get("attempt_number", 1),
                                        time.monotonic() - started, self.target) from exc
 
     def pages(self, operation: str, key: str, **params: Any) -> Iterator[dict]:
-        """Every element of a paged list call, following NextToken."""
+        """Every element of a paged list call, following NextToken.
+
+        MTurk puts a NextToken on every page that holds results, the last one too, and ends with an
+        empty page; other services leave the token off the last page. Either ends the loop, and so
+        does a page shorter than the MaxResults asked for (only the last page is short), which
+        saves the empty page's call: one per HIT when listing each HIT's assignments."""
         token = None
+        size = params.get("MaxResults")
         while True:
             page = self.call(operation, **params, **({"NextToken": token} if token else {}))
-            yield from page.get(key, [])
+            items = page.get(key, [])
+            yield from items
             token = page.get("NextToken")
-            if not token or not page.get(key):
+            if not token or not items or (size is not None and len(items) < size):
                 return
 
     def take_calls(self) -> dict[str, int]:
@@ -242,7 +289,8 @@ def connect(ws: Workspace, target: str = "local", endpoint_url: str | None = Non
 
         ws.ensure()
         try:
-            server = MarketplaceServer(ws.marketplace_db)
+            # Production-like money, so budgets and fees are exercised as they will be for real.
+            server = MarketplaceServer(ws.marketplace_db, mode="production")
         except ValueError as exc:  # a bad ANNOTATE_MARKETPLACE_FAULTS
             raise UserError(str(exc), field="ANNOTATE_MARKETPLACE_FAULTS") from None
         with server:

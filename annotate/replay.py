@@ -74,7 +74,7 @@ def run_replay(
     on_progress: Callable[[int, int, int], None] | None = None,
 ) -> dict:
     from annotate.marketplace import MarketplaceServer
-    from annotate.marketplace.replay import ReplayCrowd
+    from annotate.marketplace.replay import ReplayCrowd, ReplayError
 
     data = load_crowd_dataset(dataset_dir)
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(dataset_dir).resolve().name)[:64] or "replay"
@@ -108,6 +108,10 @@ def run_replay(
         client = None
         while True:
             crowd.work()
+            if crowd.returned:
+                # The crowd returns a HIT it cannot do and goes on; a replay cannot finish without it.
+                first = crowd.returned[0]
+                raise ReplayError(f"the replay crowd cannot do HIT {first['hit_id']}: {first['reason']}")
             client = client or _client(server.url)
             _expire_exhausted(store, name, crowd.exhausted, client)
             [result] = harvest(ws, [name], endpoint_url=server.url)

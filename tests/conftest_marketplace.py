@@ -112,3 +112,17 @@ def work(url: str, hit_id: str, worker_id: str, answer: str = "cat") -> str:
     assignment_id = accept(url, hit_id, worker_id)
     assert submit(url, assignment_id, [("label", answer)]) == 200
     return assignment_id
+
+
+def signed(url: str, operation: str, body: bytes = b"{}", region: str = "us-east-1",
+           service: str = "mturk-requester") -> dict[str, str]:
+    """Headers of a requester call signed with SigV4 as boto3 signs it (for raw protocol checks)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest("POST", url.rstrip("/") + "/", data=body,
+                         headers={"X-Amz-Target": f"MTurkRequesterServiceV20170117.{operation}",
+                                  "Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(Credentials("x", "x"), service, region).add_auth(request)
+    return dict(request.headers.items())

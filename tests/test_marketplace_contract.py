@@ -20,7 +20,7 @@ from decimal import Decimal
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest_marketplace import FakeClock, accept, client, hit_params, html_question, http, submit, work
+from conftest_marketplace import FakeClock, accept, client, hit_params, html_question, http, signed, submit, work
 
 from annotate.fees import assignment_cost
 from annotate.marketplace import MarketplaceServer
@@ -239,7 +239,9 @@ def test_list_hits_default_page_and_paginator(mt):
         mt.create_hit(RequesterAnnotation=f"p/{i}")
     assert len(mt.mturk.list_hits()["HITs"]) == 10  # the default MaxResults
     pages = list(mt.mturk.get_paginator("list_hits").paginate(PaginationConfig={"PageSize": 5}))
-    assert [len(p["HITs"]) for p in pages] == [5, 5, 2]
+    # As on MTurk, the last page with results still carries a NextToken; the page after it is empty.
+    assert [len(p["HITs"]) for p in pages] == [5, 5, 2, 0]
+    assert all("NextToken" in p for p in pages[:-1]) and "NextToken" not in pages[-1]
 
 
 def test_bad_next_token(mt):
@@ -531,14 +533,13 @@ def test_calls_are_counted(mt):
 def test_unknown_operation_and_bad_json(mt):
     mt.local_only("raw protocol checks")
     status, _, body = http("POST", mt.server.url + "/", body=b"{}",
-                           headers={"X-Amz-Target": "MTurkRequesterServiceV20170117.NoSuchThing",
-                                    "Content-Type": "application/x-amz-json-1.1"})
+                           headers=signed(mt.server.url, "NoSuchThing"))
     assert status == 400 and json.loads(body)["__type"] == "UnknownOperationException"
     status, _, body = http("POST", mt.server.url + "/", body=b"{not json",
-                           headers={"X-Amz-Target": "MTurkRequesterServiceV20170117.ListHITs"})
+                           headers=signed(mt.server.url, "ListHITs", b"{not json"))
     assert status == 400 and json.loads(body)["__type"] == "SerializationException"
     status, _, body = http("POST", mt.server.url + "/", body=b'{"HITId": 5}',
-                           headers={"X-Amz-Target": "MTurkRequesterServiceV20170117.GetHIT"})
+                           headers=signed(mt.server.url, "GetHIT", b'{"HITId": 5}'))
     assert status == 400 and json.loads(body)["__type"] == "ParameterValidationError"
 
 

@@ -147,10 +147,12 @@ def test_restarted_replay_resumes(srv):
 def test_label_not_in_form_is_a_clear_error(srv):
     post(srv, ["b/0"], max_assignments=1)
     crowd = ReplayCrowd(srv.url, {"b/0": [("A1", "yes")]})
-    with pytest.raises(ReplayError, match=r"label 'yes' for 'b/0'.*answer: \['0', '1'\]"):
-        crowd.work()
-    # Nothing was accepted: the slot is still open for a person or another crowd.
+    assert crowd.work() == 0  # the crowd does not die of it ...
+    (returned,) = crowd.returned  # ... it returns the assignment and says why
+    assert re.search(r"ReplayError: cannot replay label 'yes' for 'b/0'.*answer: \['0', '1'\]", returned["reason"])
+    # The assignment was returned: the slot is open again for a person or another crowd.
     assert client(srv.url).list_hits()["HITs"][0]["NumberOfAssignmentsAvailable"] == 1
+    assert crowd.remaining("b/0") == 1 and crowd.work() == 0  # passed over from then on
 
 
 def test_unknown_annotations_are_reported(srv):

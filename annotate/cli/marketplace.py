@@ -35,9 +35,12 @@ def marketplace() -> None:
               help="answers.csv (item,worker,label) for --crowd replay.")
 @click.option("--annotation-prefix", default="", show_default=False,
               help="Replay: an item's HITs carry RequesterAnnotation PREFIX + item id (e.g. 'rte/').")
+@click.option("--mode", type=click.Choice(["sandbox", "production"]), default="sandbox", show_default=True,
+              help="sandbox: the fixed $10,000.00 balance; production: HITs and bonuses are debited (fees, Masters "
+                   "+5%) and GetAccountBalance reports OnHoldBalance.")
 @click.option("--faults", default=None, metavar="SPEC",
-              help="Inject faults into the requester API, e.g. latency=0.02,throttle=0.1,error=0.02,drop=0.02,seed=7 "
-                   "[env ANNOTATE_MARKETPLACE_FAULTS].")
+              help="Inject faults into the requester API, e.g. latency=0.02,throttle=0.1,error=0.02,drop=0.02,seed=7, "
+                   "or MTurk's rate limit as a token bucket: rate=5/s,burst=10 [env ANNOTATE_MARKETPLACE_FAULTS].")
 @click.option("--media-root", "media_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Serve the files under DIR at /media/<n>/<path> (n counts the roots from 0); repeatable.")
 @click.option("--layout", "layout_specs", multiple=True, metavar="ID=FILE",
@@ -55,7 +58,7 @@ def marketplace() -> None:
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
-          answers_csv: str | None, annotation_prefix: str, faults: str | None, media_roots: tuple[str, ...],
+          answers_csv: str | None, annotation_prefix: str, mode: str, faults: str | None, media_roots: tuple[str, ...],
           layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, locales: str,
           seed: int, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C (SIGINT) or SIGTERM."""
@@ -88,7 +91,7 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
     with stop_on_signals():
         try:
             srv = MarketplaceServer(path, host=host, port=port, verbose=verbose, faults=spec, media_roots=media_roots,
-                                    hit_layouts=hit_layouts, notification_endpoint=notification_endpoint)
+                                    hit_layouts=hit_layouts, notification_endpoint=notification_endpoint, mode=mode)
         except OSError as exc:
             raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
         except ValueError as exc:  # a --media-root that may not be one: /, a system directory
@@ -99,6 +102,7 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
             click.echo(f"requester endpoint: {srv.url}")
             click.echo(f"worker pages:       {srv.worker_url}")
             click.echo(f"database:           {path}")
+            click.echo(f"mode:               {mode}")
             if spec.active:
                 click.echo(f"faults:             {spec}")
             for index, root in enumerate(srv.media.roots):

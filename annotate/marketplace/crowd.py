@@ -16,12 +16,18 @@ the marketplace's `/worker/profile` before the first pass, so Locale / Adult / M
 requirements are enforced on them; a worker a HIT's requirements refuse is skipped for the next.
 
 Deterministic given the seed and the order of HITs (the listing is oldest first).
+
+A crowd never dies of a HIT it cannot do (a page without a <form>, an unreachable ExternalURL,
+any exception while doing it): the assignment is returned, as a worker on MTurk returns a HIT,
+so it stays available to others; the reason is logged at once (and shown on the marketplace's
+/_stats page), the crowd passes that HIT over from then on and goes on with the rest.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import random
 import re
 import string
@@ -29,13 +35,15 @@ import threading
 import urllib.request
 from html import unescape
 from html.parser import HTMLParser
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from annotate.marketplace.crowd_elements import parse_crowd_forms, task_answers_fields
 from annotate.marketplace.secret import KEY_HEADER, serving_key
 
+log = logging.getLogger("annotate.marketplace.crowd")
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"  # MTurk's preview value
+T = TypeVar("T")
 TEXT_TYPES = {"text", "email", "number", "search", "tel", "url", "date", "time", "datetime-local", "month",
               "week", "color", "range", "password"}
 # The worker page around an ExternalQuestion (worker.py) frames the requester's page with this id.
@@ -205,6 +213,8 @@ class HTTPCrowd:
         self._thread: threading.Thread | None = None
         self.error: Exception | None = None
         self.submissions: list[dict[str, Any]] = []
+        self.returned: list[dict[str, Any]] = []  # HITs given back, with why
+        self.undoable: set[str] = set()  # HIT ids this crowd gave back: passed over from then on
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -259,7 +269,8 @@ class HTTPCrowd:
             for hit in page["hits"]:
                 if self._stop.is_set():
                     return
-                yield hit
+                if hit["hitId"] not in self.undoable:
+                    yield hit
             after = page.get("next")
             if not after:
                 return
@@ -322,6 +333,30 @@ class HTTPCrowd:
         if status != 200:
             raise RuntimeError(f"submitting to {action} answered HTTP {status}: {body[:200]!r}")
 
+    def give_back(self, hit_id: str, worker_id: str, assignment_id: str, exc: BaseException) -> None:
+        """Return an assignment this crowd cannot do (so it stays available to others) and say why."""
+        reason = f"{type(exc).__name__}: {exc}"
+        self.undoable.add(hit_id)
+        self.returned.append({"hit_id": hit_id, "worker_id": worker_id, "assignment_id": assignment_id,
+                              "reason": reason})
+        log.warning("the %s cannot do HIT %s (%s); returned assignment %s", self.thread_name, hit_id, reason,
+                    assignment_id)
+        body = urlencode({"assignmentId": assignment_id, "workerId": worker_id, "reason": reason}).encode()
+        status, _, answer = self._request("POST", "/worker/return", body,
+                                          {"Content-Type": "application/x-www-form-urlencoded",
+                                           "Accept": "application/json"})
+        if status != 200:
+            # Late (the deadline passed) or already gone: the slot is free again either way.
+            log.warning("returning assignment %s answered HTTP %s: %s", assignment_id, status, answer[:200])
+
+    def attempt(self, hit_id: str, worker_id: str, assignment_id: str, do: Callable[[], T]) -> T | None:
+        """do() the accepted assignment; if anything goes wrong, give it back and return None."""
+        try:
+            return do()
+        except Exception as exc:  # whatever it was, the HIT goes back and the crowd goes on
+            self.give_back(hit_id, worker_id, assignment_id, exc)
+            return None
+
     # -- running ----------------------------------------------------------------------------
 
     def work(self, limit: int | None = None) -> int:
@@ -335,9 +370,14 @@ class HTTPCrowd:
             while not self._stop.is_set():
                 try:
                     self.work()
-                except Exception as exc:  # keep it for stop() to raise in the caller's thread
+                except Exception as exc:
+                    # Not a HIT's fault (those are given back inside work()): the marketplace is
+                    # unreachable or answered nonsense. Say so, keep it for stop(), and try again.
+                    log.warning("the %s's pass failed (will try again): %s: %s", self.thread_name,
+                                type(exc).__name__, exc)
                     self.error = exc
-                    return
+                    self._stop.wait(max(interval, 1.0))
+                    continue
                 self._stop.wait(interval)
 
         self._thread = threading.Thread(target=loop, name=self.thread_name, daemon=True)
@@ -507,10 +547,17 @@ class SimulatedCrowd(HTTPCrowd):
         accepted, outcome = self.accept(hit["hitId"], worker.worker_id)
         if accepted is None:
             return outcome
-        form, task_url = self.task_form(accepted["location"])
         gold = self.gold.get(hit.get("requesterAnnotation") or "")
-        fields, record = self.fill(worker, form, accepted["assignmentId"], gold)
-        self.submit_form(form, fields, task_url)
+
+        def do() -> dict[str, Any]:
+            form, task_url = self.task_form(accepted["location"])
+            fields, record = self.fill(worker, form, accepted["assignmentId"], gold)
+            self.submit_form(form, fields, task_url)
+            return record
+
+        record = self.attempt(hit["hitId"], worker.worker_id, accepted["assignmentId"], do)
+        if record is None:
+            return "returned"
         self.submissions.append({"worker_id": worker.worker_id, "hit_id": hit["hitId"],
                                  "assignment_id": accepted["assignmentId"], "gold": gold, **record,
                                  "correct": None if gold is None else record["answer"] == gold})

@@ -9,6 +9,10 @@ SPEC is comma-separated key=value pairs, e.g. "latency=0.02,throttle=0.1,error=0
            so the client sees a connection error and retries (a retried CreateHIT then meets
            HitAlreadyExists, a retried CreateAdditionalAssignmentsForHIT its used token)
 - seed     seed of the fault draws (default 0)
+- rate     a token bucket in front of the requester API, as MTurk has: R calls per second
+           (written `R/s` or `R`); a call that finds the bucket empty is answered with
+           ThrottlingException ("Rate exceeded", HTTP 400) and not applied
+- burst    the bucket's size, the calls that may come at once (default: R, at least 1)
 
 Shares are probabilities per call, in [0, 1], and together at most 1. Worker pages never fail.
 """
@@ -17,10 +21,13 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 ENV_VAR = "ANNOTATE_MARKETPLACE_FAULTS"
 SHARES = ("throttle", "error", "drop")
+KEYS = ("latency", *SHARES, "seed", "rate", "burst")
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class FaultSpec:
     error: float = 0.0
     drop: float = 0.0
     seed: int = 0
+    rate: float = 0.0  # calls per second; 0: no bucket
+    burst: float = 0.0  # 0: as many as `rate`
 
     @classmethod
     def parse(cls, spec: str) -> "FaultSpec":
@@ -42,11 +51,13 @@ class FaultSpec:
             key, sep, text = part.partition("=")
             key, text = key.strip(), text.strip()
             if not sep:
-                raise ValueError(f"fault spec: {part!r} is not key=value (keys: latency, {', '.join(SHARES)}, seed)")
-            if key not in ("latency", "seed", *SHARES):
-                raise ValueError(f"fault spec: unknown key {key!r} (keys: latency, {', '.join(SHARES)}, seed)")
+                raise ValueError(f"fault spec: {part!r} is not key=value (keys: {', '.join(KEYS)})")
+            if key not in KEYS:
+                raise ValueError(f"fault spec: unknown key {key!r} (keys: {', '.join(KEYS)})")
             if key in values:
                 raise ValueError(f"fault spec: key {key!r} is given twice")
+            if key == "rate" and text.endswith("/s"):
+                text = text[:-2].strip()
             try:
                 value: float | int = int(text) if key == "seed" else float(text)
             except ValueError:
@@ -56,18 +67,52 @@ class FaultSpec:
                 raise ValueError(f"fault spec: latency={text} must be between 0 and 60 seconds")
             if key in SHARES and not 0 <= value <= 1:
                 raise ValueError(f"fault spec: {key}={text} must be a share between 0 and 1")
+            if key in ("rate", "burst") and not 0 < value <= 1_000_000:
+                raise ValueError(f"fault spec: {key}={text} must be more than 0 (and at most 1000000)")
             values[key] = value
+        if "burst" in values and "rate" not in values:
+            raise ValueError("fault spec: burst needs a rate (rate=R/s,burst=B)")
+        if "rate" in values and "burst" not in values:
+            values["burst"] = max(1.0, float(values["rate"]))
+        if "burst" in values and float(values["burst"]) < 1:
+            raise ValueError(f"fault spec: burst={values['burst']:g} must be at least 1 (a call takes one token)")
         total = sum(float(values.get(k, 0)) for k in SHARES)
         if total > 1:
             raise ValueError(f"fault spec: throttle + error + drop = {total:g}, more than 1")
         return cls(**values)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        return f"latency={self.latency:g},throttle={self.throttle:g},error={self.error:g},drop={self.drop:g},seed={self.seed}"
+        text = (f"latency={self.latency:g},throttle={self.throttle:g},error={self.error:g},drop={self.drop:g},"
+                f"seed={self.seed}")
+        if self.rate:
+            text += f",rate={self.rate:g}/s,burst={self.burst:g}"
+        return text
 
     @property
     def active(self) -> bool:
-        return bool(self.latency or self.throttle or self.error or self.drop)
+        return bool(self.latency or self.throttle or self.error or self.drop or self.rate)
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` held; a call takes one or is refused (never waits)."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = self.burst
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
 
 
 class Faults:
@@ -77,10 +122,18 @@ class Faults:
         self.spec = spec
         self._rng = random.Random(spec.seed)
         self._lock = threading.Lock()
+        self.bucket = TokenBucket(spec.rate, spec.burst) if spec.rate else None
         self.counts = {"calls": 0, "throttle": 0, "error": 0, "drop": 0}
+        if self.bucket is not None:
+            self.counts["rate"] = 0  # calls refused because the bucket was empty
 
     def draw(self) -> str | None:
-        """"throttle", "error", "drop" or None for the next call."""
+        """"rate" (the bucket is empty), "throttle", "error", "drop" or None for the next call."""
+        if self.bucket is not None and not self.bucket.take():
+            with self._lock:
+                self.counts["calls"] += 1
+                self.counts["rate"] += 1
+            return "rate"
         with self._lock:
             self.counts["calls"] += 1
             r = self._rng.random()

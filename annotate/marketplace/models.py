@@ -7,12 +7,17 @@ No HTTP here. State lives in the marketplace's own SQLite file (WAL), so separat
 Time-driven transitions (assignment deadlines, auto-approval, HIT expiry) are settled lazily at
 the start of every operation, so the state is always as MTurk would show it "now".
 
-Money model (kept simple and consistent): creating a HIT debits MaxAssignments x (reward + fee)
+Money model (kept simple and consistent). `mode` says which MTurk this stands in for: "sandbox"
+keeps the fixed $10,000.00 balance (no HIT or bonus costs anything), "production" debits. There
+creating a HIT debits MaxAssignments x (reward + fee)
 and CreateAdditionalAssignmentsForHIT debits the added slots; the money stays held by the HIT
 until DeleteHIT, which refunds every slot not paid out (never used, abandoned, or rejected).
 Expiry alone refunds nothing, because an expired HIT can be given a new expiration and go on.
 The fee tier cannot change during a HIT's life (a HIT with < 10 assignments cannot be extended
-to 10 or more), so one per-slot cost, fixed at creation, serves every debit and refund.
+to 10 or more), so one per-slot cost, fixed at creation, serves every debit and refund; a HIT
+that requires Masters pays 5% more (as annotate/fees.py has it). A HIT created in sandbox mode
+holds a per-slot cost of 0, so a database later served in production mode stays consistent.
+GetAccountBalance in production mode also reports OnHoldBalance: what live HITs still hold.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from xml.sax.saxutils import escape as xml_escape
 
-from annotate.fees import assignment_cost, assignment_fee, format_money, money
+from annotate.fees import assignment_cost, assignment_fee, format_money, money, requires_masters
 from annotate.marketplace import outbox
 
 START_BALANCE = Decimal("10000.00")
 TOKEN_TTL = 24 * 3600
+AUTO_DISPOSAL = 120 * 24 * 3600  # HITs are disposed of this long after they expire
 DEFAULT_AUTO_APPROVAL_DELAY = 2592000  # 30 days, MTurk's default
 MAX_QUESTION_BYTES = 65535
 QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/"
@@ -44,10 +50,13 @@ HTML_QUESTION_NS = QUESTION_NS + "2011-11-11/HTMLQuestion.xsd"
 EXTERNAL_QUESTION_NS = QUESTION_NS + "2006-07-14/ExternalQuestion.xsd"
 ANSWERS_NS = QUESTION_NS + "2005-10-01/QuestionFormAnswers.xsd"
 ID_ALPHABET = string.ascii_uppercase + string.digits
+MODES = ("sandbox", "production")
 
-# Assignment states. Accepted and Abandoned exist only on the worker side: the requester API
-# never shows an assignment before it is submitted, as on MTurk.
-ACCEPTED, ABANDONED = "Accepted", "Abandoned"
+# Assignment states. Accepted, Abandoned (the deadline passed) and Returned (the worker gave it
+# back) exist only on the worker side: the requester API never shows an assignment before it is
+# submitted, as on MTurk. An abandoned or returned assignment frees its slot for others.
+ACCEPTED, ABANDONED, RETURNED = "Accepted", "Abandoned", "Returned"
+GONE = (ABANDONED, RETURNED)
 SUBMITTED, APPROVED, REJECTED = "Submitted", "Approved", "Rejected"
 
 
@@ -198,15 +207,21 @@ CREATE TABLE IF NOT EXISTS bonuses (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, worker_id TEXT, assignment_id TEXT, amount TEXT,
     reason TEXT, grant_time REAL);
 CREATE TABLE IF NOT EXISTS api_calls (operation TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS returns (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, assignment_id TEXT NOT NULL, hit_id TEXT NOT NULL,
+    worker_id TEXT NOT NULL, reason TEXT, return_time REAL NOT NULL);
 """
 
 
 class Marketplace:
     """The backend. Thread-safe: one SQLite connection per thread, one transaction per call."""
 
-    def __init__(self, db_path: str | Path, clock: Callable[[], float] | None = None):
+    def __init__(self, db_path: str | Path, clock: Callable[[], float] | None = None, mode: str = "production"):
+        if mode not in MODES:
+            raise ValueError(f"mode must be sandbox or production, not {mode!r}")
         self.db_path = str(db_path)
         self.clock = clock or time.time
+        self.mode = mode
         self._local = threading.local()
         Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
@@ -284,8 +299,13 @@ class Marketplace:
         hits = {r["status"]: r["n"] for r in conn.execute("SELECT status, COUNT(*) AS n FROM hits GROUP BY status")}
         assignments = {r["status"]: r["n"] for r in
                        conn.execute("SELECT status, COUNT(*) AS n FROM assignments GROUP BY status")}
+        returned = conn.execute("SELECT COUNT(*) FROM returns").fetchone()[0]
+        recent = [{"assignmentId": r["assignment_id"], "hitId": r["hit_id"], "workerId": r["worker_id"],
+                   "reason": r["reason"], "time": r["return_time"]}
+                  for r in conn.execute("SELECT * FROM returns ORDER BY seq DESC LIMIT 20")]
         return {"api_calls": calls, "total_api_calls": sum(calls.values()), "hits": hits,
-                "assignments": assignments, "balance": self._balance(conn)}
+                "assignments": assignments, "balance": self._balance(conn), "mode": self.mode,
+                "returned": {"count": returned, "recent": recent}}
 
     # -- time -------------------------------------------------------------------------------
 
@@ -317,6 +337,13 @@ class Marketplace:
                 outbox.record(conn, "HITExpired", row["hit_id"], now)
         for hit_id in touched:
             self._recompute(conn, hit_id, now)
+        # "HITs are automatically disposed of after 120 days": counted from expiry (a HIT may live
+        # a year), once no worker holds an assignment and nothing awaits review.
+        for row in conn.execute("SELECT hit_id FROM hits WHERE expiry_settled = 1 AND disposed = 0 AND expiration <= ? "
+                                "AND pending = 0 AND NOT EXISTS (SELECT 1 FROM assignments a "
+                                "WHERE a.hit_id = hits.hit_id AND a.status = ?)",
+                                (now - AUTO_DISPOSAL, SUBMITTED)).fetchall():
+            self._dispose(conn, row["hit_id"], now)
 
     def _recompute(self, conn: sqlite3.Connection, hit_id: str, now: float) -> None:
         """Derive a HIT's counts and status from its assignments."""
@@ -352,6 +379,16 @@ class Marketplace:
     @staticmethod
     def _balance(conn: sqlite3.Connection) -> str:
         return conn.execute("SELECT balance FROM account WHERE id = 1").fetchone()["balance"]
+
+    def _on_hold(self, conn: sqlite3.Connection) -> Decimal:
+        """What live HITs hold: every slot not paid out yet (open, in progress, or awaiting review)."""
+        held = Decimal("0")
+        for row in conn.execute(
+                "SELECT h.unit_cost, h.max_assignments - (SELECT COUNT(*) FROM assignments a "
+                "WHERE a.hit_id = h.hit_id AND a.status = ?) AS slots FROM hits h WHERE h.disposed = 0 "
+                "AND h.unit_cost != '0'", (APPROVED,)):
+            held += money(row["unit_cost"]) * row["slots"]
+        return held
 
     def _debit(self, conn: sqlite3.Connection, amount: Decimal) -> None:
         balance = money(self._balance(conn))
@@ -419,16 +456,19 @@ class Marketplace:
     @staticmethod
     def _page(rows: list, max_results: int, seq_of: Callable[[Any], int]) -> tuple[list, str | None]:
         """Keyset paging: the token is the last seq seen, so order stays stable under inserts."""
-        if len(rows) > max_results:
-            rows = rows[:max_results]
-            return rows, _encode_token(seq_of(rows[-1]))
-        return rows, None
+        # As MTurk does, every page that holds results carries a NextToken, the last one too
+        # (clients loop `while page["HITs"]`); the page after the last is empty and has none.
+        rows = rows[:max_results]
+        return rows, (_encode_token(seq_of(rows[-1])) if rows else None)
 
     # -- requester operations ---------------------------------------------------------------
 
     def get_account_balance(self) -> dict[str, Any]:
         with self.operation("GetAccountBalance") as (conn, _):
-            return {"AvailableBalance": self._balance(conn)}
+            out = {"AvailableBalance": self._balance(conn)}
+            if self.mode == "production":
+                out["OnHoldBalance"] = format_money(self._on_hold(conn))
+            return out
 
     def _hit_type(self, conn: sqlite3.Connection, p: dict[str, Any], now: float) -> str:
         """Find or create the HIT type with these properties (MTurk reuses the id of an identical one)."""
@@ -492,7 +532,9 @@ class Marketplace:
         parse_question(question)
         hit_type = conn.execute("SELECT * FROM hit_types WHERE hit_type_id = ?", (hit_type_id,)).fetchone()
         max_assignments = int(p.get("MaxAssignments", 1))
-        unit = assignment_cost(money(hit_type["reward"]), max_assignments)
+        masters = requires_masters(json.loads(hit_type["qualification_requirements"] or "[]"))
+        unit = assignment_cost(money(hit_type["reward"]), max_assignments, masters) \
+            if self.mode == "production" else Decimal("0")
         self._debit(conn, unit * max_assignments)
         hit_id = new_id()
         conn.execute("INSERT INTO hits (hit_id, hit_type_id, question, requester_annotation, max_assignments, "
@@ -645,21 +687,29 @@ class Marketplace:
             hit = self._hit_row(conn, hit_id)
             status = hit["status"]
             never_used = hit["submitted_ever"] == 0 and hit["pending"] == 0 and hit["expiration"] <= now
-            if status not in ("Reviewable", "Reviewing") and not (status == "Assignable" and never_used):
+            # The reference: "You can only dispose of HITs that are in the Reviewable state" (not
+            # Reviewing). An expired HIT nobody worked on stays Assignable and may go too, as on MTurk.
+            if status != "Reviewable" and not (status == "Assignable" and never_used):
                 raise RequestError(f"This HIT is currently in the state '{status}'. This operation can be called "
-                                   f"with a status of: Reviewable, Reviewing", "AWS.MechanicalTurk.InvalidHITState")
+                                   f"with a status of: Reviewable", "AWS.MechanicalTurk.InvalidHITState")
             waiting = conn.execute("SELECT COUNT(*) FROM assignments WHERE hit_id = ? AND status = ?",
                                    (hit_id, SUBMITTED)).fetchone()[0]
             if waiting:
                 raise RequestError(f"This HIT has {waiting} submitted assignment(s) that must be approved or rejected "
                                    f"before it can be deleted.", "AWS.MechanicalTurk.InvalidHITState")
-            approved = conn.execute("SELECT COUNT(*) FROM assignments WHERE hit_id = ? AND status = ?",
-                                    (hit_id, APPROVED)).fetchone()[0]
-            self._credit(conn, money(hit["unit_cost"]) * (hit["max_assignments"] - approved))
-            conn.execute("UPDATE hits SET disposed = 1 WHERE hit_id = ?", (hit_id,))
-            outbox.record(conn, "HITDisposed", hit_id, now)
-            self._recompute(conn, hit_id, now)
+            self._dispose(conn, hit_id, now)
             return {}
+
+    def _dispose(self, conn: sqlite3.Connection, hit_id: str, now: float) -> None:
+        """Dispose of a HIT: every slot not paid out is refunded."""
+        hit = conn.execute("SELECT unit_cost, max_assignments FROM hits WHERE hit_id = ?", (hit_id,)).fetchone()
+        approved = conn.execute("SELECT COUNT(*) FROM assignments WHERE hit_id = ? AND status = ?",
+                                (hit_id, APPROVED)).fetchone()[0]
+        self._credit(conn, money(hit["unit_cost"]) * (hit["max_assignments"] - approved))
+        # expiry_settled = 2: out of the index range the auto-disposal sweep scans, for good.
+        conn.execute("UPDATE hits SET disposed = 1, expiry_settled = 2 WHERE hit_id = ?", (hit_id,))
+        outbox.record(conn, "HITDisposed", hit_id, now)
+        self._recompute(conn, hit_id, now)
 
     def create_worker_block(self, worker_id: str, reason: str) -> dict[str, Any]:
         with self.operation("CreateWorkerBlock") as (conn, _):
@@ -697,7 +747,8 @@ class Marketplace:
                 raise RequestError(f"Assignment {assignment_id} was not done by worker {worker_id}.",
                                    "AWS.MechanicalTurk.InvalidParameterValue")
             bonus = money(amount)
-            self._debit(conn, bonus + assignment_fee(bonus, 1))
+            if self.mode == "production":
+                self._debit(conn, bonus + assignment_fee(bonus, 1))
             conn.execute("INSERT INTO bonuses (worker_id, assignment_id, amount, reason, grant_time) "
                          "VALUES (?, ?, ?, ?, ?)", (worker_id, assignment_id, format_money(bonus), reason, now))
             self._remember_token(conn, "bonus", token, assignment_id, now)
@@ -725,8 +776,8 @@ class Marketplace:
                 if conn.execute("SELECT 1 FROM worker_blocks WHERE worker_id = ?", (worker_id,)).fetchone():
                     return []
                 extra += (" AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id AND a.worker_id = ? "
-                          "AND a.status != ?)")
-                args += [worker_id, ABANDONED]
+                          "AND a.status NOT IN (?, ?))")
+                args += [worker_id, *GONE]
             sql = ("SELECT h.*, t.title, t.description, t.keywords, t.reward, t.assignment_duration, "
                    "t.auto_approval_delay, t.qualification_requirements FROM hits h JOIN hit_types t USING (hit_type_id) "
                    f"WHERE h.status = 'Assignable' AND h.available > 0 AND h.expiration > ?{extra} AND h.seq > ? "
@@ -781,8 +832,8 @@ class Marketplace:
             if conn.execute("SELECT 1 FROM worker_blocks WHERE worker_id = ?", (worker_id,)).fetchone():
                 raise WorkerError(403, "You have been blocked by this requester and cannot accept their HITs.",
                                   "WorkerBlocked")
-            if conn.execute("SELECT 1 FROM assignments WHERE hit_id = ? AND worker_id = ? AND status != ?",
-                            (hit_id, worker_id, ABANDONED)).fetchone():
+            if conn.execute("SELECT 1 FROM assignments WHERE hit_id = ? AND worker_id = ? AND status NOT IN (?, ?)",
+                            (hit_id, worker_id, *GONE)).fetchone():
                 raise WorkerError(409, "You have already worked on this HIT; a worker gets at most one assignment "
                                        "of a HIT.", "AlreadyWorkedOn")
             if "Accept" not in self.qualifications.access(conn, worker_id, hit["qualification_requirements"])[0]:
@@ -808,20 +859,6 @@ class Marketplace:
             return {"assignmentId": row["assignment_id"], "hitId": row["hit_id"], "workerId": row["worker_id"],
                     "status": row["status"], "deadline": row["deadline"], "question": row["question"]}
 
-    def return_assignment(self, assignment_id: str) -> dict[str, Any]:
-        """A worker gives an accepted assignment back: the slot is free again, as when abandoned."""
-        with self.operation() as (conn, now):
-            row = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (assignment_id,)).fetchone()
-            if row is None:
-                raise WorkerError(404, f"There is no assignment {assignment_id}.", "AssignmentNotFound")
-            if row["status"] != ACCEPTED:
-                raise WorkerError(409, f"Only an accepted assignment can be returned; this one is {row['status']}.",
-                                  "AssignmentNotAccepted")
-            conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?", (ABANDONED, assignment_id))
-            outbox.record(conn, "AssignmentReturned", row["hit_id"], now, assignment_id)
-            self._recompute(conn, row["hit_id"], now)
-            return {"assignmentId": assignment_id, "hitId": row["hit_id"], "status": "Returned"}
-
     def submit(self, assignment_id: str, fields: Sequence[tuple[str, str]],
                answer_with: Callable[[sqlite3.Connection, float], str] | None = None) -> dict[str, Any]:
         """Submit form fields as FreeText answers, or the answer XML `answer_with` builds inside this
@@ -834,6 +871,8 @@ class Marketplace:
                 raise WorkerError(404, f"There is no assignment {assignment_id}.", "AssignmentNotFound")
             if row["status"] == ABANDONED:
                 raise WorkerError(410, "The time allotted for this assignment has expired.", "AssignmentExpired")
+            if row["status"] == RETURNED:
+                raise WorkerError(410, "This assignment was returned.", "AssignmentReturned")
             if row["status"] != ACCEPTED:
                 raise WorkerError(409, "This assignment has already been submitted.", "AlreadySubmitted")
             answer = answer_with(conn, now) if answer_with is not None else answers_xml(fields)
@@ -844,6 +883,27 @@ class Marketplace:
             self._recompute(conn, row["hit_id"], now)
             return {"assignmentId": assignment_id, "hitId": row["hit_id"], "workerId": row["worker_id"],
                     "answer": answer}
+
+    def return_assignment(self, assignment_id: str, worker_id: str | None = None,
+                          reason: str | None = None) -> dict[str, Any]:
+        """The worker gives an accepted assignment back (MTurk's "Return"): its slot is free again.
+        `worker_id`, when given, must be the assignment's; `reason` (why a simulated worker could not
+        do it) is kept for the stats page."""
+        with self.operation() as (conn, now):
+            row = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (assignment_id,)).fetchone()
+            if row is None:
+                raise WorkerError(404, f"There is no assignment {assignment_id}.", "AssignmentNotFound")
+            if worker_id and row["worker_id"] != worker_id:
+                raise WorkerError(403, "This assignment is not yours to return.", "NotYourAssignment")
+            if row["status"] != ACCEPTED:
+                raise WorkerError(409, f"This assignment is {row['status']}; only an accepted one can be returned.",
+                                  "NotAccepted")
+            conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?", (RETURNED, assignment_id))
+            conn.execute("INSERT INTO returns (assignment_id, hit_id, worker_id, reason, return_time) "
+                         "VALUES (?, ?, ?, ?, ?)", (assignment_id, row["hit_id"], row["worker_id"], reason, now))
+            outbox.record(conn, "AssignmentReturned", row["hit_id"], now, assignment_id)
+            self._recompute(conn, row["hit_id"], now)
+            return {"assignmentId": assignment_id, "hitId": row["hit_id"], "status": RETURNED}
 
 
 def _encode_token(seq: int) -> str:

@@ -92,7 +92,6 @@ class ReplayCrowd(HTTPCrowd):
         self._exhausted: set[str] = {a for a, q in self._queues.items() if not q}
         self._unknown: set[str] = set()
         self.skipped: list[dict[str, str]] = []  # answers not given: (annotation, worker, why)
-        self._forms: dict[str, tuple[dict[str, Any], str]] = {}  # hitId -> preview form (a HIT's question is fixed)
         self._state = threading.Lock()  # guards the sets read from other threads
 
     @classmethod
@@ -141,11 +140,6 @@ class ReplayCrowd(HTTPCrowd):
 
     # -- doing HITs -------------------------------------------------------------------------
 
-    def _form_for(self, hit_id: str) -> tuple[dict[str, Any], str]:
-        if hit_id not in self._forms:
-            self._forms[hit_id] = self.preview_form(hit_id)
-        return self._forms[hit_id]
-
     @staticmethod
     def _field(form: dict[str, Any], label: str, annotation: str) -> str:
         groups = choice_groups(form)
@@ -188,15 +182,21 @@ class ReplayCrowd(HTTPCrowd):
         return fields
 
     def _do(self, hit: dict[str, Any], annotation: str, worker_id: str, label: str) -> str:
-        """Accept, open the task, submit the recorded label. Returns "submitted", or why not."""
-        preview, _ = self._form_for(hit["hitId"])
-        field = self._field(preview, label, annotation)  # before accepting: nothing is left half-done
+        """Accept, open the task, submit the recorded label. Returns "submitted", or why not
+        ("returned": the HIT could not be done, e.g. the label is not in its form, and was given back)."""
         accepted, outcome = self.accept(hit["hitId"], worker_id)
         if accepted is None:
             return outcome
-        form, task_url = self.task_form(accepted["location"])
-        field = self._field(form, label, annotation)
-        self.submit_form(form, self._fill(form, field, label, accepted["assignmentId"]), task_url)
+
+        def do() -> str:
+            form, task_url = self.task_form(accepted["location"])
+            field = self._field(form, label, annotation)
+            self.submit_form(form, self._fill(form, field, label, accepted["assignmentId"]), task_url)
+            return field
+
+        field = self.attempt(hit["hitId"], worker_id, accepted["assignmentId"], do)
+        if field is None:
+            return "returned"
         self.submissions.append({"annotation": annotation, "hit_id": hit["hitId"], "worker_id": worker_id,
                                  "dataset_worker": self.dataset_worker[worker_id],
                                  "assignment_id": accepted["assignmentId"], "field": field, "answer": label})
@@ -221,8 +221,8 @@ class ReplayCrowd(HTTPCrowd):
                         return submitted
                     worker_id, label = queue[0]
                     outcome = self._do(hit, annotation, worker_id, label)
-                    if outcome in ("NoAssignmentsAvailable", "HITNotFound"):
-                        break  # the slot went away meanwhile; the answer stays for a later slot
+                    if outcome in ("NoAssignmentsAvailable", "HITNotFound", "returned"):
+                        break  # the slot went away, or the HIT cannot be done: the answer stays
                     with self._state:
                         queue.popleft()
                         if not queue:

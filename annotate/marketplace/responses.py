@@ -6,6 +6,15 @@ patterns, enums) plus the ranges MTurk documents, so a bad call fails here as it
 Errors use MTurk's JSON shapes, so botocore raises the same ClientError codes:
 RequestError / ServiceFault with a TurkErrorCode, ThrottlingException ("Rate exceeded"),
 ParameterValidationError for malformed parameters.
+
+Requests must be signed with AWS Signature Version 4 for us-east-1, as MTurk requires; the keys
+are not checked (any key signs), but an unsigned request, or one scoped to another region or
+service, gets the error AWS gives (see `authenticate`).
+
+An operation the model does not have is answered as every AWS JSON 1.1 service answers an
+unknown target: HTTP 400, `__type` UnknownOperationException. botocore has no modelled shape
+for it (no AWS model lists it), so clients see a ClientError with that code, as with the real
+service.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from annotate.marketplace.models import (Marketplace, MarketplaceError, Paramete
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 CONTENT_TYPE = "application/x-amz-json-1.1"
+REGION = "us-east-1"
+SIGNING_NAME = "mturk-requester"  # the service name in the credential scope (botocore's signingName)
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
 # Ranges MTurk documents but botocore's model does not carry.
 RANGES = {
@@ -111,6 +123,49 @@ def _check_ranges(params: dict[str, Any]) -> None:
     for name in REQUIRED_NONEMPTY:
         if name in params and not params[name].strip():
             raise _constraint(params[name], name, "Member must not be empty")
+
+
+def authenticate(headers: Any) -> MarketplaceError | None:
+    """The error AWS answers a request whose SigV4 signature is missing or scoped wrongly; None if fine.
+
+    The signature itself is not verified (the emulator knows no secret keys). As AWS:
+    no Authorization header -> MissingAuthenticationTokenException; a header that is not a whole
+    SigV4 one -> IncompleteSignatureException; a scope for another region or service ->
+    InvalidSignatureException ("Credential should be scoped to a valid region, not 'eu-west-1'. ").
+    All HTTP 400, as AWS JSON services answer them.
+    """
+    authorization = headers.get("Authorization")
+    if not authorization:
+        return AuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
+    if not authorization.startswith("AWS4-HMAC-SHA256 "):
+        return AuthError("IncompleteSignatureException",
+                         f"Unsupported Authorization scheme {authorization.split(' ')[0][:40]!r}: MTurk requires "
+                         f"Signature Version 4 (AWS4-HMAC-SHA256).")
+    found = _CREDENTIAL.search(authorization)
+    missing = [part for part in ("Credential=", "SignedHeaders=", "Signature=") if part not in authorization]
+    if found is None or missing:
+        return AuthError("IncompleteSignatureException",
+                         f"Authorization header requires {', '.join(missing) or 'a well-formed Credential'} "
+                         f"parameter. Authorization=AWS4-HMAC-SHA256 ...")
+    if not (headers.get("X-Amz-Date") or headers.get("Date")):
+        return AuthError("IncompleteSignatureException",
+                         "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    _, _, region, service = found.groups()
+    if region != REGION:
+        return AuthError("InvalidSignatureException",
+                         f"Credential should be scoped to a valid region, not '{region}'. ")
+    if service != SIGNING_NAME:
+        return AuthError("InvalidSignatureException",
+                         f"Credential should be scoped to correct service: '{SIGNING_NAME}'. ")
+    return None
+
+
+class AuthError(MarketplaceError):
+    """An AWS authentication error (not MTurk's own RequestError): HTTP 400 with its own __type."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(message)
+        self.error_type = error_type
 
 
 def _timestamp(value: Any) -> float:
@@ -204,9 +259,18 @@ class MTurkResponses:
                                         "Try your call again.", "AWS.MechanicalTurk.ServiceFault")
         return None
 
+    def refuse_unsigned(self, headers: Any) -> tuple[int, dict[str, str], bytes] | None:
+        """The error answer for a request not signed as MTurk requires, or None."""
+        refused = authenticate(headers)
+        if refused is None:
+            return None
+        return self._error_body(refused.http_status, refused.error_type, refused.message, None)
+
     def dispatch(self, target: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         operation = (target or "")[len(TARGET_PREFIX):] if (target or "").startswith(TARGET_PREFIX) else None
         if operation not in OPERATIONS:
+            # What AWS JSON 1.1 services answer for a target they do not know; botocore reads
+            # the code from __type (no model lists this error, so it stays a plain ClientError).
             return self._error_body(400, "UnknownOperationException", f"Unknown operation {target!r}", None)
         try:
             params = json.loads(body.decode("utf-8") or "{}") if body else {}

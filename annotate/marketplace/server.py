@@ -12,6 +12,8 @@ of the body is read; chunked bodies are read up to the same bound.
     boto3.client("mturk", endpoint_url=srv.url, region_name="us-east-1", ...)
     srv.stop()
 
+`mode` is "production" (HITs cost money; the default, which annotate's local target uses so
+budgets and fees are exercised) or "sandbox" (the fixed $10,000.00 balance).
 `faults` (a SPEC string or FaultSpec; see faults.py) makes the requester API slow and unreliable
 on purpose. Without the argument the server reads ANNOTATE_MARKETPLACE_FAULTS, so the marketplace
 that annotate embeds in each command honours it too; `faults=""` turns faults off whatever the
@@ -179,6 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _requester_call(self, target: str, body: bytes) -> None:
         marketplace = self.server.marketplace
+        refused = marketplace.responses.refuse_unsigned(self.headers)
+        if refused is not None:  # as AWS: authentication comes before throttling or the operation
+            self._send(*refused)
+            return
         faults = marketplace.faults
         if faults is None:
             self._send(*marketplace.responses.dispatch(target, body))
@@ -186,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.spec.latency:
             time.sleep(faults.spec.latency)
         kind = faults.draw()
-        if kind == "throttle":
+        if kind in ("throttle", "rate"):
             self._send(*marketplace.responses.error(400, "ThrottlingException", "Rate exceeded", None))
         elif kind == "error":
             # botocore retries a 503 ServiceUnavailable; MTurk's ServiceFault shape, with its code.
@@ -216,12 +222,13 @@ class MarketplaceServer:
     def __init__(self, db_path: str | Path, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], float] | None = None, verbose: bool = False,
                  faults: str | FaultSpec | None = None, media_roots: Sequence[str | Path] = (),
-                 hit_layouts: Mapping[str, str | Path] | None = None, notification_endpoint: str | None = None):
+                 hit_layouts: Mapping[str, str | Path] | None = None, notification_endpoint: str | None = None,
+                 mode: str = "production"):
         if faults is None:
             faults = os.environ.get(ENV_VAR, "")
         spec = faults if isinstance(faults, FaultSpec) else FaultSpec.parse(faults)
         self.faults: Faults | None = Faults(spec) if spec.active else None
-        self.backend = Marketplace(db_path, clock=clock)
+        self.backend = Marketplace(db_path, clock=clock, mode=mode)
         self.key = ensure_key(db_path)
         self.media = MediaFiles(media_roots, db_path=db_path)
         self.responses = MTurkResponses(self.backend)

@@ -9,6 +9,7 @@ never see what is the requester's own (the RequesterAnnotation); worker ids are 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -43,6 +44,7 @@ def check_worker_id(worker_id: str) -> str:
         why = f" It contains U+{ord(foreign):04X} {unicodedata.name(foreign, 'a control character')}."
     raise WorkerError(400, f"{ascii(worker_id)} is not a worker id: MTurk's are A followed by 1 to 63 ASCII "
                            f"capital letters and digits, like A1B2C3D4E5F6G7.{why}", "InvalidWorkerId")
+log = logging.getLogger("annotate.marketplace")
 
 Response = tuple[int, dict[str, str], bytes]
 
@@ -132,10 +134,12 @@ class WorkerSite:
             if method == "POST" and path == "/worker/accept":
                 f = dict(form)
                 return self.accept(f.get("hitId", ""), check_worker_id(f.get("workerId", "")), base_url, wants_json)
+            if method == "POST" and path == "/worker/return":
+                f = dict(form)
+                return self.return_assignment(f.get("assignmentId", ""), f.get("workerId", ""),
+                                              f.get("reason") or None, wants_json)
             if method == "GET" and path == "/worker/task":
                 return self.task(query, base_url)
-            if method == "POST" and path == "/worker/return":
-                return self.return_assignment(dict(form).get("assignmentId", ""), wants_json)
             if method == "GET" and path == "/worker/messages":
                 return self.messages(q.get("workerId", ""), wants_json)
             if method in ("GET", "POST") and path == SUBMIT_PATH:
@@ -244,6 +248,18 @@ class WorkerSite:
         return 303, {"Location": location, "Content-Type": "text/html; charset=utf-8"}, \
             f"<a href=\"{escape(location)}\">Continue to the task</a>".encode("utf-8")
 
+    def return_assignment(self, assignment_id: str, worker_id: str, reason: str | None,
+                          wants_json: bool) -> Response:
+        """A worker returns an accepted HIT (MTurk's Return button): the slot is offered again."""
+        done = self.backend.return_assignment(assignment_id, worker_id, reason[:2000] if reason else None)
+        # Said at once, where `marketplace serve` prints: a HIT nobody can do should not wait for Ctrl-C.
+        log.warning("assignment %s of HIT %s returned by worker %s%s", assignment_id, done["hitId"], worker_id,
+                    f": {reason}" if reason else "")
+        if wants_json:
+            return _json(done)
+        return _page("Returned", f"<p>You returned assignment {escape(assignment_id)}; the HIT is offered to "
+                                 f"other workers again.</p>")
+
     def task(self, query: list[tuple[str, str]], base_url: str = "") -> Response:
         q = dict(query)
         assignment_id = q.get("assignmentId", "")
@@ -292,12 +308,6 @@ class WorkerSite:
                 f"style=\"width:100%;height:{_frame_height(external['frame_height'])};border:1px solid #ccc\"></iframe>"
                 + footer)
         return _page(hit["title"], body)
-
-    def return_assignment(self, assignment_id: str, wants_json: bool) -> Response:
-        done = self.backend.return_assignment(assignment_id)
-        if wants_json:
-            return _json(done)
-        return _page("HIT returned", f"<p>You returned assignment {escape(assignment_id)}; others may now take it.</p>")
 
     def messages(self, worker_id: str, wants_json: bool) -> Response:
         """What requesters sent this worker with NotifyWorkers (MTurk emails them), newest first."""
