@@ -7,9 +7,6 @@ against the operation's output shape (every key is a member, types match, requir
 present) and whose parsed answer is checked again as boto3 hands it out; then its documented
 errors: RequestError (with a TurkErrorCode) where the API reference names a cause, and
 ServiceFault for every operation (the model lists both for each).
-
-Operations implemented on other branches (qualifications, notifications, the rest) are listed in
-PENDING_ON_OTHER_BRANCHES and expected to fail here (strict xfail); after merging, delete the set.
 """
 
 from __future__ import annotations
@@ -34,14 +31,6 @@ MODEL = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="x",
 OPERATION_NAMES = sorted(MODEL.operation_names)
 
 # Implemented by the other engineers of issue 12; delete this set once their branches are merged.
-PENDING_ON_OTHER_BRANCHES = {
-    "CreateQualificationType", "GetQualificationType", "UpdateQualificationType", "DeleteQualificationType",
-    "ListQualificationTypes", "AssociateQualificationWithWorker", "DisassociateQualificationFromWorker",
-    "GetQualificationScore", "ListWorkersWithQualificationType", "ListQualificationRequests",
-    "AcceptQualificationRequest", "RejectQualificationRequest", "ListHITsForQualificationType",
-    "GetFileUploadURL", "NotifyWorkers", "ListBonusPayments", "UpdateNotificationSettings",
-    "SendTestEventNotification", "UpdateHITTypeOfHIT", "ListReviewPolicyResultsForHIT",
-}
 WORKER = "A1CONFORMANCE0001"
 OTHER_WORKER = "A2CONFORMANCE0002"
 QUALIFICATION_TEST = """<QuestionForm xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2017-11-06/QuestionForm.xsd">
@@ -358,12 +347,6 @@ def _file_upload(w: World) -> dict:
 
 
 # ------------------------------------------------------------------------------ the suite
-def _param(op: str):
-    marks = [pytest.mark.xfail(strict=True, reason="implemented on another branch of issue 12")] \
-        if op in PENDING_ON_OTHER_BRANCHES else []
-    return pytest.param(op, marks=marks, id=op)
-
-
 def _snake(op: str) -> str:
     return xform_name(op)
 
@@ -378,7 +361,7 @@ def _moto_sqs():
     return mock
 
 
-@pytest.mark.parametrize("operation", [_param(op) for op in OPERATION_NAMES])
+@pytest.mark.parametrize("operation", OPERATION_NAMES)
 def test_operation(world: World, operation: str):
     assert operation in CASES, f"{operation} is in botocore's model of MTurk but has no conformance case here"
     happy, errors = CASES[operation]
@@ -419,11 +402,9 @@ def test_every_case_is_an_operation_of_the_model():
     assert set(CASES) - set(OPERATION_NAMES) == set()
 
 
-def test_pending_set_names_exactly_what_is_missing_here():
-    """The marketplace dispatches every operation of the model but the pending ones (after the
-    merge this fails until PENDING_ON_OTHER_BRANCHES is deleted, as it should)."""
-    assert set(OPERATIONS) | PENDING_ON_OTHER_BRANCHES == set(OPERATION_NAMES)
-    assert set(OPERATIONS) & PENDING_ON_OTHER_BRANCHES == set()
+def test_the_marketplace_dispatches_exactly_the_models_operations():
+    """Every operation of botocore's mturk model, and nothing else: a new one fails the suite."""
+    assert set(OPERATIONS) == set(OPERATION_NAMES)
 
 
 # ------------------------------------------------------------------------------ the protocol's own errors
