@@ -62,7 +62,7 @@ def use_crowd_template(batch_dir: Path) -> str:
     text = path.read_text(encoding="utf-8")
     task_type = re.search(r'(?m)^task_type\s*=\s*"([^"]+)"', text)
     if task_type is None or task_type.group(1) not in CROWD_TEMPLATES:
-        raise UserError(f"no crowd-element template for this example's task type", file=str(path), field="task_type")
+        raise UserError("no crowd-element template for this example's task type", file=str(path), field="task_type")
     name = CROWD_TEMPLATES[task_type.group(1)]
     path.write_text(re.sub(r'(?m)^template\s*=\s*"[^"]*"', f'template = "{name}"', text, count=1), encoding="utf-8")
     return name

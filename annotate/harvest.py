@@ -18,17 +18,14 @@ with a message, so overlapping cron runs never double-act.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby, islice
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable, Iterator
+from typing import Callable
 
 import botocore.exceptions
 import numpy as np
@@ -126,26 +123,10 @@ def exit_code(results: list[HarvestResult], failures: list[BatchFailure] = ()) -
     return 1 if any(f.exit_code != 2 for f in found) else 2
 
 
-@contextmanager
-def harvest_lock(ws: Workspace, wait: bool = False) -> Iterator[None]:
-    ws.ensure()
-    path = ws.home / "harvest.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise HarvestBusy(f"another harvest is running ({holder}); this one did nothing") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {utcnow()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def harvest_lock(ws: Workspace, wait: bool = False):
+    """Only one harvest per project home: overlapping cron runs never double-act."""
+    return ws.lock("harvest", wait=wait,
+                   busy=lambda holder: HarvestBusy(f"another harvest is running ({holder}); this one did nothing"))
 
 
 def stored_policy(batch: dict):

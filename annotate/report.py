@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 import pandas as pd

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from annotate.errors import UserError
 
@@ -48,10 +48,11 @@ class Workspace:
         return self.home / "exports"
 
     @contextmanager
-    def lock(self, name: str, *, wait: bool = True) -> Iterator[None]:
+    def lock(self, name: str, *, wait: bool = True,
+             busy: Callable[[str], Exception] | None = None) -> Iterator[None]:
         """One `name` at a time per project home (`post`: two runs would both find the batch new).
         An advisory lock on <home>/<name>.lock, released by the OS if the holder dies; the file
-        says who holds it. Without `wait`, a held lock raises LockBusy."""
+        says who holds it. Without `wait`, a held lock raises LockBusy, or `busy(holder)`."""
         path = self.home / f"{name}.lock"
         try:
             self.ensure()
@@ -67,6 +68,8 @@ class Workspace:
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
+                if busy is not None:
+                    raise busy(holder) from None
                 raise LockBusy(f"another `{name}` is running in this project home ({holder})", file=str(path)) from None
             handle.seek(0)
             handle.truncate()

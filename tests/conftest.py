@@ -27,6 +27,27 @@ def marketplace(ws):
         yield server
 
 
+@pytest.fixture
+def srv(tmp_path):
+    """The embedded marketplace over HTTP, on a clock the test moves (`srv.clock.advance(seconds)`)."""
+    from conftest_marketplace import FakeClock
+
+    from annotate.marketplace import MarketplaceServer
+
+    clock = FakeClock()
+    with MarketplaceServer(tmp_path / "m.db", clock=clock) as server:
+        server.clock = clock
+        yield server
+
+
+@pytest.fixture
+def mturk(srv):
+    """boto3 for `srv`, without retries (a test sees every error)."""
+    from conftest_marketplace import client
+
+    return client(srv.url, retries=False)
+
+
 def make_batch(root: Path, *, name: str = "iris-small", items: int = 12, extra_toml: str = "", **overrides) -> Path:
     """A copy of the iris example cut to `items` rows, with settings overridden by `extra_toml` text."""
     batch = root / name

@@ -76,7 +76,7 @@ def test_task_page_loads_our_script_not_the_cdn(srv):
                     "crowd-classifier-multi-select", "crowd-bounding-box", "crowd-semantic-segmentation",
                     "crowd-entity-annotation", "crowd-keypoint", "crowd-polygon", "crowd-instructions", "crowd-alert"):
         assert f'"{element}"' in body, element
-    assert localise(f'<script src="//assets.crowd.aws/crowd-html-elements.js">') == f'<script src="{LOCAL_SCRIPT}">'
+    assert localise('<script src="//assets.crowd.aws/crowd-html-elements.js">') == f'<script src="{LOCAL_SCRIPT}">'
     assert CDN_SCRIPT.search("https://assets.crowd.aws/other.js") is None
 
 

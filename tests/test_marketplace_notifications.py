@@ -12,7 +12,7 @@ import time
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest_marketplace import FakeClock, accept, client, hit_params, http, work
+from conftest_marketplace import accept, client, hit_params, http, work
 
 from annotate.marketplace import MarketplaceServer
 
@@ -57,19 +57,6 @@ def sqs(aws_url):
 @pytest.fixture
 def queue_url(sqs, request):
     return sqs.create_queue(QueueName=re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:70])["QueueUrl"]
-
-
-@pytest.fixture
-def srv(tmp_path):
-    clock = FakeClock()
-    with MarketplaceServer(tmp_path / "m.db", clock=clock) as server:
-        server.clock = clock
-        yield server
-
-
-@pytest.fixture
-def mturk(srv):
-    return client(srv.url, retries=False)
 
 
 def receive(sqs, queue_url: str, count: int, timeout: float = 15) -> list[dict]:

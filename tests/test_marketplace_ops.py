@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
-from conftest_marketplace import FakeClock, accept, client, external_question, hit_params, http, submit, work
+from conftest_marketplace import accept, client, external_question, hit_params, http, submit, work
 
 from annotate.cli import cli
 from annotate.fees import assignment_cost
@@ -22,19 +22,6 @@ from annotate.marketplace import MarketplaceServer
 from annotate.marketplace.crowd import SimulatedCrowd
 
 WORKER, OTHER, STRANGER = "AWORKERONE1234", "AWORKERTWO5678", "ANEVERSEEN0000"
-
-
-@pytest.fixture
-def srv(tmp_path):
-    clock = FakeClock()
-    with MarketplaceServer(tmp_path / "m.db", clock=clock) as server:
-        server.clock = clock
-        yield server
-
-
-@pytest.fixture
-def mturk(srv):
-    return client(srv.url, retries=False)
 
 
 def error_of(call, **kwargs) -> tuple[str, str | None, str]:

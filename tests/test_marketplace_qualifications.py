@@ -11,9 +11,8 @@ from collections import Counter
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest_marketplace import FakeClock, accept, client, hit_params, http, work
+from conftest_marketplace import accept, hit_params, http, work
 
-from annotate.marketplace import MarketplaceServer
 from annotate.marketplace.crowd import SimulatedCrowd, parse_forms
 from annotate.marketplace.responses import service_model
 
@@ -57,19 +56,6 @@ ANSWER_KEY = f"""<AnswerKey xmlns="{AK_NS}">
   <QualificationValueMapping><PercentageMapping><MaximumSummedScore>2</MaximumSummedScore></PercentageMapping>
   </QualificationValueMapping>
 </AnswerKey>"""
-
-
-@pytest.fixture
-def srv(tmp_path):
-    clock = FakeClock()
-    with MarketplaceServer(tmp_path / "m.db", clock=clock) as server:
-        server.clock = clock
-        yield server
-
-
-@pytest.fixture
-def mturk(srv):
-    return client(srv.url, retries=False)
 
 
 def check_shape(operation: str, response: dict) -> None:

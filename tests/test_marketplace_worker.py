@@ -8,28 +8,14 @@ import re
 import urllib.parse
 
 import pytest
-from conftest_marketplace import (FakeClock, accept, client, external_question, hit_params, html_question, http,
+from conftest_marketplace import (accept, client, external_question, hit_params, html_question, http,
                                   submit)
 from processes import stop
 
-from annotate.marketplace import MarketplaceServer
 from annotate.marketplace.models import answers_xml
 
 NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
 WORKER = "AWORKERONE1234"
-
-
-@pytest.fixture
-def srv(tmp_path):
-    clock = FakeClock()
-    with MarketplaceServer(tmp_path / "m.db", clock=clock) as server:
-        server.clock = clock
-        yield server
-
-
-@pytest.fixture
-def mturk(srv):
-    return client(srv.url, retries=False)
 
 
 def test_submit_round_trip_gives_exact_answer_xml(srv, mturk):

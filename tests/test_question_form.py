@@ -11,9 +11,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import xmltodict
 from botocore.exceptions import ClientError
-from conftest_marketplace import FakeClock, accept, client, hit_params, http
+from conftest_marketplace import accept, hit_params, http
 
-from annotate.marketplace import MarketplaceServer, answer_key, question_form
+from annotate.marketplace import answer_key, question_form
 from annotate.marketplace.crowd import SimulatedCrowd, parse_forms
 from annotate.marketplace.question_form import QuestionFormError, Upload
 
@@ -177,18 +177,6 @@ def test_answer_keys_must_fit_their_test():
 
 
 # -- QuestionForm HITs over HTTP -------------------------------------------------------------------------
-
-@pytest.fixture
-def srv(tmp_path):
-    clock = FakeClock()
-    with MarketplaceServer(tmp_path / "m.db", clock=clock) as server:
-        server.clock = clock
-        yield server
-
-
-@pytest.fixture
-def mturk(srv):
-    return client(srv.url, retries=False)
 
 
 def multipart(fields: list[tuple[str, str]], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
