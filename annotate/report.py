@@ -18,7 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-
 import numpy as np
 import pandas as pd
 
