@@ -34,7 +34,7 @@ from annotate.fees import assignment_cost, format_money
 from annotate.limits import EXTENSION_CLIFF, MAX_ASSIGNMENTS_MAX, input_shape, problems
 from annotate.mturk import MTurk, connect, existing_hit_id
 from annotate.store import HitIntent, Store, to_json, utcnow
-from annotate.templates import QuestionRenderer, register_local_media, s3_presigner
+from annotate.templates import QuestionRenderer, environment, register_local_media, s3_presigner
 from annotate.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -225,7 +225,7 @@ def _post_batch(
             # refuses (no key) leaves nothing half-posted.
             register_local_media(mturk.endpoint_url, batch.dir, ws.marketplace_db)
         if stored is None:
-            store.add_batch(_batch_row(batch, uid, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None)),
+            store.add_batch(_batch_row(batch, target, endpoint_url if remember_endpoint else None, policy_name=getattr(policy, "name", None), uid=uid),
                             [{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
                               "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in batch.items])
             stored = store.get_batch(batch.name)
@@ -343,7 +343,11 @@ def _iso(value) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _batch_row(batch: Batch, uid: str, target: str, endpoint_url: str | None, policy_name: str | None) -> dict:
+def _batch_row(batch: Batch, target: str, endpoint_url: str | None, policy_name: str | None, *,
+               uid: str | None = None) -> dict:
+    if uid is None:  # callers that fill a store without posting (scripts/bench_scale)
+        env = environment(batch.dir)
+        uid = batch_uid(batch, env.loader.get_source(env, batch.template)[0], make_policy(batch).initial_assignments)
     return {
         "name": batch.name, "uid": uid, "dir": str(batch.dir), "target": target,
         "endpoint_url": endpoint_url, "hit_type_id": None, "task_type": batch.task_type,
