@@ -5,11 +5,11 @@ can find a group, preview it and accept with a Worker ID the hint taught them.""
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 import struct
 import urllib.request
-from urllib.parse import urlencode
 
 import pytest
 from conftest_marketplace import FakeClock, accept, client, external_question, hit_params, html_question, http
@@ -81,7 +81,7 @@ def test_groups_are_paged(srv, mturk):
     _, _, first = http("GET", srv.url + "/worker/")
     assert [re.search(r'data-hit-type="(\w+)"', r).group(1) for r in rows(first)] == types[:GROUPS_PER_PAGE]
     assert 'rel="next" href="/worker/?page=2"' in first and 'rel="prev"' not in first
-    assert f"Page 1 of 2" in first
+    assert "Page 1 of 2" in first
     _, _, second = http("GET", srv.url + "/worker/?page=2")
     assert [re.search(r'data-hit-type="(\w+)"', r).group(1) for r in rows(second)] == types[GROUPS_PER_PAGE:]
     assert 'rel="prev" href="/worker/?page=1"' in second and 'rel="next"' not in second
@@ -146,7 +146,6 @@ def test_favicon(srv):
     png = icon[offset:]
     assert len(png) == size and png.startswith(b"\x89PNG\r\n\x1a\n")
     from PIL import Image
-    import io
 
     image = Image.open(io.BytesIO(icon))
     image.load()

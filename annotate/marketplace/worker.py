@@ -238,7 +238,8 @@ class WorkerSite:
         pages = max(1, -(-len(groups) // GROUPS_PER_PAGE))
         shown = groups[(number - 1) * GROUPS_PER_PAGE:number * GROUPS_PER_PAGE]
         who = [("workerId", worker_id)] if worker_id else []
-        body = (f"<form method=\"get\" action=\"/worker/\" class=\"worker\">{worker_id_input(worker_id, required=False)} "
+        body = (f"<form method=\"get\" action=\"/worker/\" class=\"worker\">"
+                f"{worker_id_input(worker_id, required=False)} "
                 f"<button type=\"submit\">Show the HITs I can do</button></form>")
         if not groups:
             return _page("Available HITs", body + "<p>No HITs are available right now.</p>")
@@ -269,7 +270,8 @@ class WorkerSite:
         if number < pages:
             href = escape("/worker/?" + urlencode([("page", str(number + 1))] + who))
             links.append(f"<a rel=\"next\" href=\"{href}\">Next &rarr;</a>")
-        table = ("<table><thead><tr><th>HIT group</th><th class=\"num\">Reward</th><th class=\"num\">HITs available</th>"
+        table = ("<table><thead><tr><th>HIT group</th><th class=\"num\">Reward</th>"
+                 "<th class=\"num\">HITs available</th>"
                  "<th>Time allotted</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
                  if shown else "")
         nav = f"<nav class=\"pages\">{''.join(links)}</nav>" if links else ""
@@ -302,7 +304,8 @@ class WorkerSite:
             accept = "<p>Qualifications required:</p>" + requirement_list(hit["requirements"], worker_id) + accept
         body = (f"<p>{escape(hit['description'])}</p><p>Reward: ${escape(hit['reward'])} &middot; "
                 f"Assignments available: {hit['assignmentsAvailable']}</p>{accept}"
-                f"<iframe id=\"TaskFrame\" title=\"The task\" src=\"{frame}\" style=\"width:100%;height:{height}\"></iframe>")
+                f"<iframe id=\"TaskFrame\" title=\"The task\" src=\"{frame}\" "
+                f"style=\"width:100%;height:{height}\"></iframe>")
         return _page(hit["title"], body)
 
     def accept(self, hit_id: str, worker_id: str, base_url: str, wants_json: bool) -> Response:

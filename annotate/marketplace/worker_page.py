@@ -61,7 +61,8 @@ def worker_id_input(value: str | None = None, required: bool = True) -> str:
     return (f"<label>Worker ID <input name=\"workerId\" value=\"{escape(value or '')}\""
             f"{' required' if required else ''} pattern=\"{WORKER_ID_PATTERN}\" maxlength=\"64\" "
             f"placeholder=\"{WORKER_ID_EXAMPLE}\" title=\"{escape(WORKER_ID_HINT)}\" autocapitalize=\"characters\" "
-            f"spellcheck=\"false\" autocomplete=\"off\" {_SAY_HINT}><span class=\"hint\">{escape(WORKER_ID_HINT)}</span></label>")
+            f"spellcheck=\"false\" autocomplete=\"off\" {_SAY_HINT}>"
+            f"<span class=\"hint\">{escape(WORKER_ID_HINT)}</span></label>")
 
 
 @lru_cache(maxsize=1)
