@@ -20,6 +20,7 @@ from annotate.marketplace import question_form
 from annotate.marketplace.file_uploads import PATH as UPLOADS_PATH
 from annotate.marketplace.models import WorkerError
 from annotate.marketplace.question_form import Upload
+from annotate.marketplace.worker_page import page, worker_id_input
 
 if TYPE_CHECKING:
     from annotate.marketplace.models import Marketplace
@@ -52,12 +53,7 @@ def parse_body(content_type: str, body: bytes) -> tuple[list[tuple[str, str]], d
 
 
 def _page(title: str, body: str, status: int = 200) -> Response:
-    html = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
-            f"<style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}.error{{color:#b00}}"
-            f"fieldset{{margin:1em 0}}</style></head><body><h1>{escape(title)}</h1>{body}"
-            f"<p><a href=\"/worker/\">All available HITs</a> &middot; "
-            f"<a href=\"/worker/qualifications\">Qualifications</a></p></body></html>")
-    return status, {"Content-Type": "text/html; charset=utf-8"}, html.encode("utf-8")
+    return page(title, body, status, (("/worker/", "All available HITs"), ("/worker/qualifications", "Qualifications")))
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -131,8 +127,7 @@ class QualificationPages:
                 f"{escape(score)}: {escape(t['description'] or '')}"
                 f"<form method=\"post\" action=\"/worker/qualifications/request\">"
                 f"<input type=\"hidden\" name=\"qualificationTypeId\" value=\"{escape(t['qualificationTypeId'])}\">"
-                f"<label>Worker ID <input name=\"workerId\" value=\"{escape(worker_id or '')}\" required "
-                f"pattern=\"A[A-Z0-9]+\"></label> <button type=\"submit\">"
+                f"{worker_id_input(worker_id)} <button type=\"submit\">"
                 f"{'Take the test' if t['hasTest'] else 'Request'}</button></form></li>")
         return _page("Qualifications", "<ul>" + "".join(rows) + "</ul>" if rows
                      else "<p>No qualifications can be requested right now.</p>")

@@ -25,9 +25,12 @@ from annotate.marketplace.origin import origin_of
 from annotate.marketplace.qualification_pages import QualificationPages, requirement_list
 from annotate.marketplace.question_form import is_question_form
 from annotate.marketplace.secret import KEY_HEADER, key_matches
+from annotate.marketplace.worker_page import favicon_response, worker_id_input
+from annotate.marketplace.worker_page import page as _page
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MAX_LISTING = 1000
+GROUPS_PER_PAGE = 20  # HIT groups per page of the HTML index
 SUBMIT_PATH = "/mturk/externalSubmit"
 # MTurk's own rule for a WorkerId (the botocore model's CustomerId: ^A[A-Z0-9]+$, at most 64).
 # ASCII only: a Cyrillic or fullwidth look-alike is another worker to the eye of no one.
@@ -63,15 +66,6 @@ def parse_form(content_type: str, body: bytes) -> list[tuple[str, str]]:
             fields.append((name, payload.decode(part.get_content_charset() or "utf-8", errors="replace")))
         return fields
     return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-
-
-def _page(title: str, body: str, status: int = 200) -> Response:
-    html = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
-            f"<style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}"
-            f"table{{border-collapse:collapse}}td,th{{padding:.2em .6em;border-bottom:1px solid #ddd}}</style>"
-            f"</head><body><h1>{escape(title)}</h1>{body}"
-            f"<p><a href=\"/worker/\">All available HITs</a></p></body></html>")
-    return status, {"Content-Type": "text/html; charset=utf-8"}, html.encode("utf-8")
 
 
 def _json(obj: Any, status: int = 200, extra: Mapping[str, str] | None = None) -> Response:
@@ -110,6 +104,16 @@ def _with_params(url: str, params: Sequence[tuple[str, str]]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def time_allotted(seconds: int) -> str:
+    """An assignment's duration as the worker site words it: "30 minutes", "1 hour 30 minutes"."""
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts[:2]) or "0 seconds"
+
+
 class WorkerSite:
     def __init__(self, backend: Marketplace, key: str | None = None):
         self.backend = backend
@@ -128,7 +132,10 @@ class WorkerSite:
             if method == "GET" and path in ("/", "/worker", "/worker/"):
                 requester = self.key is not None and key_matches(self.key, headers.get(KEY_HEADER))
                 return self.index(q.get("workerId"), q.get("format") == "json" or wants_json,
-                                  q.get("after"), q.get("limit"), requester=requester)
+                                  q.get("after"), q.get("limit"), requester=requester,
+                                  page_number=q.get("page"))
+            if method == "GET" and path == "/favicon.ico":
+                return favicon_response()
             if method == "GET" and path == "/worker/preview":
                 return self.preview(q.get("hitId", ""), q.get("workerId") or None)
             if method == "POST" and path == "/worker/accept":
@@ -174,12 +181,16 @@ class WorkerSite:
         return external is not None and origin_of(external["url"]) == sender
 
     def index(self, worker_id: str | None, as_json: bool, after: str | None = None,
-              limit: str | None = None, requester: bool = False) -> Response:
-        """The HITs on offer, oldest first, a page at a time (`limit`, at most 1000; `after`: the
-        last HIT id of the previous page). JSON carries `next` when another page follows. Each
-        HIT's RequesterAnnotation only for the `requester` (a request with the marketplace's key)."""
+              limit: str | None = None, requester: bool = False, page_number: str | None = None) -> Response:
+        """The HITs on offer, oldest first. JSON (for crowds): one HIT a row, a page at a time
+        (`limit`, at most 1000; `after`: the last HIT id of the previous page), with `next` when
+        another page follows; each HIT's RequesterAnnotation only for the `requester` (a request
+        with the marketplace's key). HTML (for people): one row per HIT type, as on MTurk's worker
+        site, GROUPS_PER_PAGE to a page (`page_number`, from 1)."""
         if worker_id:
             check_worker_id(worker_id)
+        if not as_json:
+            return self._grouped_index(worker_id, page_number)
         if limit is None:
             size = MAX_LISTING
         elif limit.isdigit() and 1 <= int(limit) <= MAX_LISTING:
@@ -193,20 +204,78 @@ class WorkerSite:
         hits = hits[:size]
         if not requester:
             hits = [{k: v for k, v in h.items() if k != "requesterAnnotation"} for h in hits]
-        if as_json:
-            page: dict[str, Any] = {"hits": hits}
-            if more:
-                page["next"] = hits[-1]["hitId"]
-            return _json(page)
-        rows = "".join(
-            f"<tr><td><a href=\"/worker/preview?hitId={escape(h['hitId'])}\">{escape(h['title'])}</a></td>"
-            f"<td>${escape(h['reward'])}</td><td>{h['assignmentsAvailable']}</td></tr>" for h in hits)
-        body = ("<table><tr><th>Title</th><th>Reward</th><th>Assignments available</th></tr>" + rows + "</table>"
-                if hits else "<p>No HITs are available right now.</p>")
+        listing: dict[str, Any] = {"hits": hits}
         if more:
-            params = [("after", hits[-1]["hitId"]), ("limit", str(size))] + ([("workerId", worker_id)] if worker_id else [])
-            body += f"<p><a rel=\"next\" href=\"{escape('/worker/?' + urlencode(params))}\">More HITs</a></p>"
-        return _page("Available HITs", body)
+            listing["next"] = hits[-1]["hitId"]
+        return _json(listing)
+
+    def hit_groups(self, worker_id: str | None) -> list[dict[str, Any]]:
+        """The HITs on offer gathered by HIT type (MTurk's "HIT groups"), in the order their first
+        HIT was posted; each with the oldest HIT a worker would take next."""
+        groups: dict[str, dict[str, Any]] = {}
+        after = None
+        while True:
+            hits = self.backend.available_hits(worker_id, MAX_LISTING, after)
+            for h in hits:
+                group = groups.setdefault(h["hitTypeId"], {
+                    "hitTypeId": h["hitTypeId"], "title": h["title"], "description": h["description"],
+                    "reward": h["reward"], "assignmentDurationInSeconds": h["assignmentDurationInSeconds"],
+                    "nextHitId": h["hitId"], "hits": 0, "assignmentsAvailable": 0})
+                group["hits"] += 1
+                group["assignmentsAvailable"] += h["assignmentsAvailable"]
+            if len(hits) < MAX_LISTING:
+                return list(groups.values())
+            after = hits[-1]["hitId"]
+
+    def _grouped_index(self, worker_id: str | None, page_number: str | None) -> Response:
+        if page_number is None or page_number == "":
+            number = 1
+        elif page_number.isdigit() and int(page_number) >= 1:
+            number = int(page_number)
+        else:
+            raise WorkerError(400, f"page must be a whole number from 1, not {page_number!r}.", "InvalidPage")
+        groups = self.hit_groups(worker_id)
+        pages = max(1, -(-len(groups) // GROUPS_PER_PAGE))
+        shown = groups[(number - 1) * GROUPS_PER_PAGE:number * GROUPS_PER_PAGE]
+        who = [("workerId", worker_id)] if worker_id else []
+        body = (f"<form method=\"get\" action=\"/worker/\" class=\"worker\">"
+                f"{worker_id_input(worker_id, required=False)} "
+                f"<button type=\"submit\">Show the HITs I can do</button></form>")
+        if not groups:
+            return _page("Available HITs", body + "<p>No HITs are available right now.</p>")
+        rows = []
+        for g in shown:
+            preview = escape("/worker/preview?" + urlencode([("hitId", g["nextHitId"])] + who))
+            action = f"<a class=\"button secondary\" href=\"{preview}\">Preview</a>"
+            if worker_id:  # MTurk's "Accept & Work": take the group's next HIT straight away
+                action += (f" <form class=\"inline\" method=\"post\" action=\"/worker/accept\">"
+                           f"<input type=\"hidden\" name=\"hitId\" value=\"{escape(g['nextHitId'])}\">"
+                           f"<input type=\"hidden\" name=\"workerId\" value=\"{escape(worker_id)}\">"
+                           f"<button type=\"submit\">Accept &amp; Work</button></form>")
+            rows.append(
+                f"<tr data-hit-type=\"{escape(g['hitTypeId'])}\"><td><a href=\"{preview}\">{escape(g['title'])}</a>"
+                f"<div class=\"desc\">{escape(g['description'] or '')}</div></td>"
+                f"<td class=\"num\">${escape(g['reward'])}</td><td class=\"num\">{g['hits']}</td>"
+                f"<td>{escape(time_allotted(g['assignmentDurationInSeconds']))}</td><td>{action}</td></tr>")
+        first = (number - 1) * GROUPS_PER_PAGE + 1
+        summary = (f"<p class=\"summary\">HIT groups {first}&ndash;{first + len(shown) - 1} of {len(groups)} "
+                   f"({sum(g['hits'] for g in groups)} HITs)</p>" if shown else
+                   f"<p>There is no page {number}; there are {pages}.</p>")
+        links = []
+        if number > 1:
+            href = escape("/worker/?" + urlencode([("page", str(min(number - 1, pages)))] + who))
+            links.append(f"<a rel=\"prev\" href=\"{href}\">&larr; Previous</a>")
+        if pages > 1:
+            links.append(f"<span>Page {number} of {pages}</span>")
+        if number < pages:
+            href = escape("/worker/?" + urlencode([("page", str(number + 1))] + who))
+            links.append(f"<a rel=\"next\" href=\"{href}\">Next &rarr;</a>")
+        table = ("<table><thead><tr><th>HIT group</th><th class=\"num\">Reward</th>"
+                 "<th class=\"num\">HITs available</th>"
+                 "<th>Time allotted</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+                 if shown else "")
+        nav = f"<nav class=\"pages\">{''.join(links)}</nav>" if links else ""
+        return _page("Available HITs", body + summary + table + nav)
 
     def preview(self, hit_id: str, worker_id: str | None = None) -> Response:
         hit = self.backend.hit_for_worker(hit_id, worker_id)
@@ -217,16 +286,15 @@ class WorkerSite:
             raise WorkerError(403, "You do not meet the Qualification requirements to preview this HIT.",
                               "QualificationRequirementNotMet")
         preview_params = [("assignmentId", PREVIEW_ASSIGNMENT_ID), ("hitId", hit_id)]
-        external = _external(hit["question"])
-        if external is not None:  # MTurk frames the ExternalURL itself, FrameHeight high
-            frame = escape(_with_params(external["url"], preview_params))
-            height = _frame_height(external["frame_height"])
+        question = parse_question(hit["question"])
+        # MTurk frames the task FrameHeight pixels high (0: as high as the window), whatever its kind.
+        height = _frame_height(question.get("frame_height", 0))
+        if question["kind"] == "ExternalQuestion":  # MTurk frames the ExternalURL itself
+            frame = escape(_with_params(question["url"], preview_params))
         else:
             frame = escape("/worker/task?" + urlencode(preview_params + ([("workerId", worker_id)] if worker_id else [])))
-            height = "600px"
         accept = (f"<form method=\"post\" action=\"/worker/accept\"><input type=\"hidden\" name=\"hitId\" "
-                  f"value=\"{escape(hit_id)}\"><label>Worker ID <input name=\"workerId\" required "
-                  f"pattern=\"A[A-Z0-9]+\" value=\"{escape(worker_id or '')}\"></label> "
+                  f"value=\"{escape(hit_id)}\">{worker_id_input(worker_id)} "
                   f"<button type=\"submit\">Accept</button></form>")
         if "Accept" not in actions:
             accept = ("<p class=\"error\" data-code=\"QualificationRequirementNotMet\">You do not meet these "
@@ -236,7 +304,8 @@ class WorkerSite:
             accept = "<p>Qualifications required:</p>" + requirement_list(hit["requirements"], worker_id) + accept
         body = (f"<p>{escape(hit['description'])}</p><p>Reward: ${escape(hit['reward'])} &middot; "
                 f"Assignments available: {hit['assignmentsAvailable']}</p>{accept}"
-                f"<iframe src=\"{frame}\" style=\"width:100%;height:{height}\"></iframe>")
+                f"<iframe id=\"TaskFrame\" title=\"The task\" src=\"{frame}\" "
+                f"style=\"width:100%;height:{height}\"></iframe>")
         return _page(hit["title"], body)
 
     def accept(self, hit_id: str, worker_id: str, base_url: str, wants_json: bool) -> Response:
@@ -312,8 +381,7 @@ class WorkerSite:
     def messages(self, worker_id: str, wants_json: bool) -> Response:
         """What requesters sent this worker with NotifyWorkers (MTurk emails them), newest first."""
         if not worker_id:
-            return _page("Messages", "<form method=\"get\" action=\"/worker/messages\"><label>Worker ID "
-                                     "<input name=\"workerId\" required pattern=\"A[A-Z0-9]+\"></label> "
+            return _page("Messages", f"<form method=\"get\" action=\"/worker/messages\">{worker_id_input()} "
                                      "<button type=\"submit\">Show messages</button></form>")
         got = worker_messages.messages_for(self.backend, worker_id)
         if wants_json:
