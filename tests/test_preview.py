@@ -73,3 +73,28 @@ def test_cli_preview_screenshot(tmp_path):
     assert image.width == 1000 and image.height > 400
     # Not a blank page: the picture and the class buttons give it many colours.
     assert len(image.convert("RGB").getcolors(1_000_000)) > 50
+
+
+@pytest.mark.browser
+def test_cli_preview_screenshot_of_a_crowd_element_layout(tmp_path):
+    """`preview --screenshot` renders a <crowd-form> layout with the marketplace's own elements: the
+    picture, the label picker and the Submit button are drawn (not an empty page of unknown tags)."""
+    pytest.importorskip("playwright", reason="Playwright is not installed")
+    if chromium_path() is None:
+        pytest.skip("no Chromium binary (Debian: apt-get install -y chromium)")
+    import shutil
+
+    from annotate.demo import use_crowd_template
+
+    batch = tmp_path / "shapes-boxes"
+    shutil.copytree(EXAMPLES / "shapes-boxes", batch)
+    use_crowd_template(batch)
+    out = tmp_path / "crowd.png"
+    got = CliRunner().invoke(cli, ["preview", str(batch), "--accept", "--screenshot", str(out)])
+    assert got.exit_code == 0, got.output
+    from PIL import Image
+
+    image = Image.open(out).convert("RGB")
+    colors = {c for _, c in image.getcolors(1_000_000)}
+    assert len(colors) > 50
+    assert (236, 114, 17) in colors  # the Submit button crowd-form adds (the reference's orange)
