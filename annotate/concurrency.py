@@ -75,17 +75,20 @@ class AdaptiveRate:
     above it the client was. One throttle per `cooldown` seconds counts: calls already in flight
     when the limit is hit do not cut the rate again and again. Probing stops at `headroom` x the
     ceiling, so a client that was idle (a harvest pass waiting for the next) does not come back
-    at any speed at all.
+    at any speed at all. After `forget` seconds without a throttle the limit is dropped (unlimited
+    again, until the next throttle): a throttle met while sending slowly must not cap the client
+    near that slow rate for the rest of its life.
     """
 
     def __init__(self, beta: float = 0.85, recover_seconds: float = 4.0, cooldown: float = 0.25,
-                 headroom: float = 1.5,
+                 headroom: float = 1.5, forget: float = 30.0,
                  clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None):
         self.beta = beta
         self.k = recover_seconds  # seconds from a cut back up to the ceiling
         self.c = (1 - beta) / recover_seconds ** 3  # so that rate(k) == ceiling
         self.cooldown = cooldown
         self.headroom = headroom
+        self.forget = forget
         self._clock = clock or time.monotonic
         self._sleep = sleep or time.sleep
         self._lock = threading.Lock()
@@ -125,6 +128,8 @@ class AdaptiveRate:
         while True:
             with self._lock:
                 now = self._clock()
+                if self.rate is not None and now - self._cut_at > self.forget:
+                    self.rate = None  # no throttle for a while: the limit found then may be long gone
                 if self.rate is None:
                     self._sent.append(now)
                     self._measured(now)

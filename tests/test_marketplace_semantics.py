@@ -258,6 +258,24 @@ def test_adaptive_rate_cuts_on_throttle_and_climbs_back():
     assert rate.rate > 110
 
 
+def test_adaptive_rate_forgets_a_limit_after_a_quiet_spell():
+    """A throttle met while sending slowly (one call a second) must not cap the client near that
+    rate for good: after `forget` seconds without a throttle it is unlimited again."""
+    now = [0.0]
+    rate = AdaptiveRate(forget=30, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    for _ in range(3):
+        rate.acquire()
+        rate.succeeded()
+        now[0] += 1.0
+    rate.throttled()
+    assert rate.rate is not None and rate.rate <= 2
+    now[0] += 31
+    start = now[0]
+    for _ in range(200):
+        rate.acquire()
+    assert rate.rate is None and now[0] == start  # 200 calls without waiting
+
+
 @pytest.mark.slow
 def test_adaptive_client_sustains_the_rate_with_few_throttles(tmp_path):
     """A client with 8 threads against a 40/s bucket: near 40/s, few calls throttled."""
