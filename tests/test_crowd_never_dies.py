@@ -16,8 +16,9 @@ from annotate.marketplace.crowd import SimulatedCrowd
 from annotate.marketplace.structured_crowd import StructuredCrowd
 
 NO_FORM = "<!DOCTYPE html><html><body><p>There is nothing to answer here.</p></body></html>"
+# A crowd-element page the crowds cannot read: an element without the name its answer is keyed by.
 CROWD_FORM = ('<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>'
-              '<crowd-form><crowd-classifier name="label" categories="[\'cat\', \'dog\']"></crowd-classifier>'
+              '<crowd-form><crowd-classifier categories="[\'cat\', \'dog\']"></crowd-classifier>'
               '</crowd-form>')
 
 
@@ -66,7 +67,7 @@ def test_undoable_hits_are_returned_and_the_rest_get_done(srv, caplog, crowd_cla
         assert hit_id in logged
     reasons = {r["hit_id"]: r["reason"] for r in crowd.returned}
     assert "has no <form>" in reasons[undoable["no form"]]
-    assert "has no <form>" in reasons[undoable["crowd-form"]]
+    assert "nothing to answer" in reasons[undoable["crowd-form"]]
     assert "URLError" in reasons[undoable["unreachable"]] or "refused" in reasons[undoable["unreachable"]]
     assert len(crowd.returned) == 3  # each given back once, then passed over
     _, _, body = http("GET", srv.url + "/_stats")

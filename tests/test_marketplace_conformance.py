@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from conftest_marketplace import FakeClock, client, hit_params, http, signed, work
 
 from annotate.marketplace import MarketplaceServer
+from annotate.marketplace.crowd import parse_forms
 from annotate.marketplace.responses import OPERATIONS
 
 MODEL = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="x",
@@ -140,11 +141,18 @@ class World:
 
     def qualification_request(self) -> str:
         """A worker's request for a qualification with a test, made on the worker pages."""
-        qid = self.qualification_type("Conformance test", Test=QUALIFICATION_TEST, TestDurationInSeconds=300)
+        self.tests_made = getattr(self, "tests_made", 0) + 1  # type names are unique per requester
+        qid = self.qualification_type(f"Conformance test {self.tests_made}", Test=QUALIFICATION_TEST,
+                                      TestDurationInSeconds=300)
+        # On the worker pages: ask for the qualification (the test comes back), then take it. A test
+        # without an AnswerKey leaves the request pending for the requester.
         status, _, body = http("POST", self.url + "/worker/qualifications/request",
-                               {"qualificationTypeId": qid, "workerId": WORKER, "q1": "4"},
+                               {"qualificationTypeId": qid, "workerId": WORKER}, {"Accept": "application/json"})
+        assert status == 200 and json.loads(body)["outcome"] == "Test", body
+        status, _, body = http("POST", self.url + "/worker/qualifications/test",
+                               [("testId", json.loads(body)["testId"]), ("workerId", WORKER), ("q1", "4")],
                                {"Accept": "application/json"})
-        assert status in (200, 201, 303), body
+        assert status == 200, body
         requests = self.mturk.list_qualification_requests(QualificationTypeId=qid)["QualificationRequests"]
         assert requests, "the worker's request did not reach the requester"
         return requests[0]["QualificationRequestId"]
@@ -340,7 +348,11 @@ def _file_upload(w: World) -> dict:
     payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"assignmentId\"\r\n\r\n{assignment_id}\r\n"
                f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"cat.png\"\r\n"
                f"Content-Type: image/png\r\n\r\nnot really a png\r\n--{boundary}--\r\n").encode()
-    status, _, body = http("POST", w.url + "/mturk/externalSubmit", body=payload,
+    # Posted where the task page's form posts (a QuestionForm's page is the marketplace's own).
+    status, _, page = http("GET", w.url + f"/worker/task?assignmentId={assignment_id}&hitId={hit['HITId']}")
+    assert status == 200, page
+    action = parse_forms(page)[0]["action"]
+    status, _, body = http("POST", w.url + action, body=payload,
                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 200, body
     return {"AssignmentId": assignment_id, "QuestionIdentifier": "photo"}
@@ -388,9 +400,11 @@ def test_operation(world: World, operation: str):
             assert got["TurkErrorCode"].startswith("AWS.MechanicalTurk."), got
             if turk_code:
                 assert got["TurkErrorCode"] == turk_code
+        # The happy call's own parameters: the injected fault answers before any state is read, and
+        # building fresh ones (a new qualification type of the same name, …) could fail on its own.
         world.server.inject_fault(operation, "ServiceFault")
         with pytest.raises(ClientError) as info:
-            method(**happy(world))
+            method(**params)
         assert info.value.response["Error"]["Code"] == "ServiceFault"
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     finally:

@@ -166,8 +166,8 @@ def test_send_test_event_notification(mturk, sqs, queue_url):
 @pytest.mark.parametrize("notification, active, code, says", [
     (spec("https://sqs.us-east-1.amazonaws.com/123456789012/q", ["Ping"]), None,
      "AWS.MechanicalTurk.InvalidParameterValue", "Ping"),
-    ({**spec("https://sqs.us-east-1.amazonaws.com/123456789012/q"), "Version": "2006-05-05"}, None,
-     "AWS.MechanicalTurk.InvalidParameterValue", "2014-08-15"),
+    ({**spec("https://sqs.us-east-1.amazonaws.com/123456789012/q"), "Version": "2011-01-01"}, None,
+     "AWS.MechanicalTurk.InvalidParameterValue", "2006-05-05"),
     (spec("not a queue url"), None, "AWS.MechanicalTurk.InvalidParameterValue", "queue URL"),
     (spec("arn:aws:sqs:us-east-1:123456789012:q", transport="SNS"), None,
      "AWS.MechanicalTurk.InvalidParameterValue", "topic ARN"),
@@ -281,7 +281,7 @@ def test_cli_serve_with_layouts_and_a_notification_endpoint(tmp_path, aws_url, s
         first = proc.stdout.readline()
         assert first.startswith("requester endpoint: http://127.0.0.1:"), first + proc.stderr.read()
         url = first.split(": ", 1)[1].strip()
-        lines = [proc.stdout.readline().strip() for _ in range(4)]
+        lines = [proc.stdout.readline().strip() for _ in range(5)]  # worker pages, database, mode, layout, notifications
         assert f"HIT layout:         3ASK <- {layout}" in lines
         assert f"notifications to:   {aws_url}" in lines
         mturk = client(url)

@@ -311,6 +311,8 @@ class HTTPCrowd:
         if not forms:
             raise RuntimeError(f"task page {task_url} has no <form>")
         form = next((f for f in forms if any(c["name"] == "assignmentId" for c in f["controls"])), forms[0])
+        if form.get("crowd") and not any(c.get("crowd") not in (None, "native", "length") for c in form["controls"]):
+            raise RuntimeError(f"task page {task_url} has crowd elements but nothing to answer (none is named)")
         return form, task_url
 
     def preview_form(self, hit_id: str) -> tuple[dict[str, Any], str]:

@@ -44,7 +44,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("annotate.marketplace.notifications")
 
 ENDPOINT_ENV = "ANNOTATE_MARKETPLACE_NOTIFICATION_ENDPOINT"
-VERSION = "2014-08-15"  # the one Version the API reference lists for the Notification structure
+VERSION = "2014-08-15"  # EventDocVersion of the event documents MTurk sends
+# NotificationSpecification.Version: botocore's model (the current API reference) says 2006-05-05;
+# code written against the legacy API sends 2014-08-15. Both are accepted, nothing else.
+VERSIONS = ("2006-05-05", "2014-08-15")
 # The emulator has no real requester account; these stand in for the requester's AWS account and
 # MTurk customer id in every event document.
 SOURCE_ACCOUNT = "123456789012"
@@ -66,8 +69,8 @@ def _invalid(message: str) -> RequestError:
 def check_spec(spec: dict[str, Any], allow_ping: bool) -> dict[str, Any]:
     """A Notification structure checked as MTurk checks it; returns it normalised."""
     transport, destination, version = spec["Transport"], spec["Destination"].strip(), spec["Version"]
-    if version != VERSION:
-        raise _invalid(f"Notification Version {version!r} is not supported; the valid value is {VERSION}.")
+    if version not in VERSIONS:
+        raise _invalid(f"Notification Version {version!r} is not supported; the valid value is {VERSIONS[0]}.")
     events = list(dict.fromkeys(spec["EventTypes"]))  # keep order, drop repeats
     if not events:
         raise _invalid("Notification EventTypes must name at least one event type.")
