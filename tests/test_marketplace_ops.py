@@ -340,7 +340,7 @@ def test_external_question_is_framed_with_mturks_parameters(srv, mturk, external
 
     status, _, page = http("GET", srv.url + f"/worker/preview?hitId={hit_id}")
     assert status == 200
-    preview_src = re.search(r'<iframe src="([^"]+)" style="width:100%;height:750px"', page)
+    preview_src = re.search(r'<iframe[^>]* src="([^"]+)"[^>]* style="width:100%;height:750px"', page)
     assert preview_src, page
     target = urllib.parse.urlsplit(unescape(preview_src.group(1)))
     assert dict(urllib.parse.parse_qsl(target.query)) == {"x": "1", "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE",
