@@ -19,7 +19,7 @@ from annotate.marketplace.crowd import SimulatedCrowd
 from annotate.post import post_batch
 from annotate.status import status
 from annotate.store import Store
-from conftest import all_hits, make_batch, mturk_client, run_until_done
+from conftest import REPO, all_hits, make_batch, mturk_client, run_until_done
 
 
 def run(ws, *args):
@@ -236,8 +236,12 @@ def test_results_filters_and_formats(ws, marketplace, tmp_path):
 
 
 def test_status_warns_when_most_answers_are_quarantined_and_names_the_field(ws, marketplace, tmp_path):
-    # The template's form sends `species`; the batch reads `kind`: every answer is quarantined.
-    batch_dir = make_batch(tmp_path, items=6, task__field='"kind"')
+    # A template whose form sends `kind` while the batch reads `species`: every answer is quarantined.
+    batch_dir = make_batch(tmp_path, items=6, batch__template='"fixed.html.j2"')
+    template = (REPO / "hit_templates" / "iris.html.j2").read_text()
+    assert "single_choice(field, labels)" in template
+    (batch_dir / "fixed.html.j2").write_text(template.replace("single_choice(field, labels)",
+                                                              "single_choice('kind', labels)"))
     batch = load_batch(batch_dir)
     post_batch(ws, batch_dir, endpoint_url=marketplace.url)
     crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=6, seed=1)
@@ -247,10 +251,10 @@ def test_status_warns_when_most_answers_are_quarantined_and_names_the_field(ws, 
     [row] = status(ws, batch.name)
     assert row["quarantined"] >= 10 and row["quarantined"] == row["assignments"]
     warning = row["quarantine_warning"]
-    assert "[task] field = 'kind'" in warning and "species" in warning
-    assert list(row["quarantine_reasons"]) == ["no 'kind' field in the answer"]
+    assert "[task] field = 'species'" in warning and "the form sends: kind" in warning
+    assert list(row["quarantine_reasons"]) == ["no 'species' field in the answer"]
     shown = run(ws, "status")
-    assert "warning" in shown.output and "[task] field = 'kind'" in shown.output
+    assert "warning" in shown.output and "[task] field = 'species'" in shown.output
     rows = last_json(run(ws, "results", batch.name, "--json"))["items"]
     assert sum(r["quarantined"] for r in rows) == row["quarantined"]
 
