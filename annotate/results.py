@@ -11,9 +11,11 @@ import io
 import json
 import re
 from collections import Counter
+from decimal import Decimal
 
 from annotate.errors import UserError
 from annotate.export import neutralise_formula
+from annotate.fees import format_money
 from annotate.store import Store
 from annotate.workspace import Workspace
 
@@ -82,3 +84,18 @@ def _likely_cause(reasons: list[str], top: str, batch: dict) -> str:
         return (f"Likely cause: the template's form field is not the batch's [task] field = "
                 f"'{match.group('field')}'{sent}; fix the template or the field, then post again.")
     return "Likely cause: the answers do not fit the task as configured; see `annotate results` and the template."
+
+
+def review_summary(store: Store, batch: str) -> dict:
+    """What the requester did by hand (reject, approve --override, bonus, notify, cancel), from the events."""
+    events = store.events(batch, ("reject", "approve", "notify", "cancel"))
+    bonuses = [b for b in store.bonuses(batch).values() if b["paid"]]
+    return {
+        "rejected": sum(e["kind"] == "reject" for e in events),
+        "overridden": sum(e["kind"] == "approve" and bool(e.get("override")) for e in events),
+        "bonuses": len(bonuses),
+        "bonus_usd": format_money(sum((Decimal(b["amount"]) + Decimal(b["fee"]) for b in bonuses), Decimal(0))),
+        "notices": sum(e["kind"] == "notify" for e in events),
+        "notified_workers": sum(e.get("sent", 0) for e in events if e["kind"] == "notify"),
+        "cancelled": any(e["kind"] == "cancel" for e in events),
+    }

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from annotate.errors import UserError
 from annotate.fees import format_money
-from annotate.results import quarantine_summary
+from annotate.results import quarantine_summary, review_summary
 from annotate.store import Store
 from annotate.workspace import Workspace
 
@@ -51,6 +51,7 @@ def batch_status(store: Store, name: str) -> dict:
         "committed_usd": format_money(money["committed"]),
         "budget_usd": format_money(budget) if budget is not None else None,
         "api_calls": store.api_calls(name),
+        "review": review_summary(store, name),  # rejections, bonuses, notices, cancellation
     }
 
 

@@ -74,7 +74,7 @@ def test_reject_needs_yes_without_a_terminal_then_rejects_and_override_undoes_it
     [result] = harvest(ws, [batch.name], endpoint_url=marketplace.url)
     result.raise_failure()
     [row] = status(ws, batch.name)
-    assert row["assignments_by_status"]["Rejected"] == 2
+    assert row["assignments_by_status"]["Rejected"] == 2 and row["review"]["rejected"] == 2
     items = {r["item"]: r for r in last_json(run(ws, "results", batch.name, "--json"))["items"]}
     assert items[first["item_id"]]["rejected"] >= 1
     assert sum(r["rejected"] for r in items.values()) == 2
@@ -88,6 +88,7 @@ def test_reject_needs_yes_without_a_terminal_then_rejects_and_override_undoes_it
     assert client.get_assignment(AssignmentId=picked[0])["Assignment"]["AssignmentStatus"] == "Approved"
     statuses = {r["assignment_id"]: r["status"] for r in Store(ws.store_path).worker_assignments(batch.name)}
     assert statuses[picked[0]] == "Approved" and statuses[picked[1]] == "Rejected"
+    assert status(ws, batch.name)[0]["review"]["overridden"] == 1
 
 
 def test_reject_refuses_an_assignment_the_store_does_not_know(ws, marketplace, tmp_path):
@@ -128,6 +129,7 @@ def test_bonus_pays_once_however_often_it_is_retried_and_counts_in_the_budget(ws
     assert resumed.exit_code == 0, resumed.output
     assert len(_bonuses(client, hit_ids)) == 1
     assert Decimal(status(ws, batch.name)[0]["spent_usd"]) == spent_before + Decimal("0.12")
+    assert status(ws, batch.name)[0]["review"]["bonuses"] == 1
 
     # Every answer that agreed with consensus, once each.
     labels = {k: v["label"] for k, v in store.labels(batch.name).items() if v["status"] == "labelled"}
@@ -146,6 +148,9 @@ def test_bonus_pays_once_however_often_it_is_retried_and_counts_in_the_budget(ws
     over = run(ws, "bonus", batch.name, "--agreeing", "--amount", "20.00", "--reason", "too much", "--yes")
     assert over.exit_code == 2 and "budget" in over.output
     assert len(_bonuses(client, hit_ids)) == 1 + len(agreeing)
+    review = status(ws, batch.name)[0]["review"]
+    assert review["bonuses"] == 1 + len(agreeing)
+    assert Decimal(review["bonus_usd"]) == Decimal("0.12") + Decimal("0.03") * len(agreeing)  # $0.02 + $0.01 minimum fee
 
 
 @pytest.mark.parametrize("amount", ["0", "-1", "0.001", "abc"])
@@ -183,6 +188,8 @@ def test_notify_goes_in_chunks_and_names_the_workers_it_could_not_reach(ws, mark
     one = run(ws, "notify", batch.name, "--subject", "Just you", "--message", "Hi", "--worker", workers[1])
     assert one.exit_code == 0, one.output
     assert [m["subject"] for m in _messages(marketplace.url, workers[1])] == ["Just you", "Thank you"]
+    review = status(ws, batch.name)[0]["review"]
+    assert review["notices"] == 2 and review["notified_workers"] == len(workers) - 1 + 1
     stranger = run(ws, "notify", batch.name, "--subject", "s", "--message", "m", "--worker", "ANOBODY")
     assert stranger.exit_code == 2 and "ANOBODY" in stranger.output
 
@@ -216,6 +223,7 @@ def test_cancel_expires_open_hits_keeps_answers_and_buys_nothing_more(ws, market
     [row] = status(ws, batch.name)
     assert row["labelled"] + row["unresolved"] == 10 and row["unresolved"] > 0
     assert row["api_calls"]["UpdateExpirationForHIT"] >= 10
+    assert row["review"]["cancelled"] is True
 
 
 def test_results_filters_and_formats(ws, marketplace, tmp_path):
@@ -263,3 +271,5 @@ def test_status_gives_no_warning_for_a_healthy_batch(ws, marketplace, tmp_path):
     batch, _ = finished_batch(ws, marketplace, tmp_path, items=6, workers=6)
     [row] = status(ws, batch.name)
     assert row["quarantine_warning"] is None and row["quarantined"] == 0
+    assert row["review"] == {"rejected": 0, "overridden": 0, "bonuses": 0, "bonus_usd": "0.00", "notices": 0,
+                             "notified_workers": 0, "cancelled": False}
