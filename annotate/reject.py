@@ -81,7 +81,11 @@ def _review(ws, action, assignment_ids, feedback, allowed, confirm, target, endp
                     wrong.append(f"{a} is {status}")
         if wrong:
             only = " or ".join(allowed)
-            raise UserError(f"only {only} assignments can be {action}d; {'; '.join(wrong)} (nothing was done)",
+            hint = ""
+            if action == "reject" and any(w.endswith(" is Approved") for w in wrong):
+                hint = ("; harvest approves each answer once stored: to review before paying, post with "
+                        "[hit] approval = \"auto\" and an auto_approval_delay long enough to review")
+            raise UserError(f"only {only} assignments can be {action}d; {'; '.join(wrong)} (nothing was done){hint}",
                             field="ASSIGNMENT")
         n = len(result.workers)
         confirmed(confirm, f"{action.capitalize()} {len(ids)} assignment(s) of {n} worker(s) "

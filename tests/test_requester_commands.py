@@ -95,6 +95,11 @@ def test_reject_refuses_an_assignment_the_store_does_not_know(ws, marketplace, t
     finished_batch(ws, marketplace, tmp_path, items=3, workers=4)
     result = run(ws, "reject", "NOSUCHASSIGNMENT", "--feedback", "x", "--yes")
     assert result.exit_code == 2 and "not in the store" in result.output
+    # With approval at harvest (the default) every stored answer is already paid: the message says how to review.
+    approved = Store(ws.store_path).worker_assignments("iris-small")[0]["assignment_id"]
+    result = run(ws, "reject", approved, "--feedback", "x", "--yes")
+    assert result.exit_code == 2 and "is Approved" in result.output and 'approval = "auto"' in result.output
+    assert run(ws, "reject", approved, "--feedback", "   ", "--yes").exit_code == 2
 
 
 def _bonuses(client, hit_ids) -> list[dict]:
