@@ -14,7 +14,6 @@ from collections import Counter
 from decimal import Decimal
 
 from annotate.errors import UserError
-from annotate.export import neutralise_formula
 from annotate.fees import format_money
 from annotate.store import Store
 from annotate.workspace import Workspace
@@ -48,6 +47,8 @@ def results(ws: Workspace, batch: str, *, status: str | None = None,
 
 def to_csv(rows: list[dict]) -> str:
     """CSV with votes as JSON; a cell a spreadsheet would run as a formula is neutralised."""
+    from annotate.export import neutralise_formula  # pandas comes with it: not for `status`
+
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
