@@ -277,8 +277,12 @@ class Harvester:
         try:
             self.mturk.call("UpdateHITReviewStatus", HITId=hit_id, Revert=False)
         except botocore.exceptions.ClientError:
-            # A retry after a lost response finds the HIT already moved: that is success.
-            if self.mturk.call("GetHIT", HITId=hit_id)["HIT"]["HITStatus"] != "Reviewing":
+            # A retry after a lost response finds the HIT already moved: that is success. A HIT that
+            # expired with no answer (its lifetime passed, or `annotate cancel`) is never Reviewable:
+            # MTurk leaves it Assignable, with nothing to review and no worker able to take it.
+            hit = self.mturk.call("GetHIT", HITId=hit_id)["HIT"]
+            expired = hit.get("Expiration") is not None and hit["Expiration"] <= datetime.now(timezone.utc)
+            if hit["HITStatus"] != "Reviewing" and not (expired and hit["HITStatus"] in ("Assignable", "Unassignable")):
                 raise
 
     def _assignment_row(self, hit_id: str, item_id: str, a: dict) -> dict:
@@ -348,6 +352,7 @@ class Harvester:
         to_extend = []
         decided: list[tuple] = []  # (item, status, decision): a tuple per item, written as one stream
         refusals = self.store.extension_refusals(self.name)  # item → why MTurk will not extend it
+        cancelled = self.store.cancelled(self.name)  # `annotate cancel`: nothing more is bought
         capped: list[tuple[dict, str]] = []
         for hit_id, item, max_assignments, expires_at in closed[
                 ["hit_id", "item_id", "max_assignments", "expires_at"]].itertuples(index=False, name=None):
@@ -355,7 +360,7 @@ class Harvester:
                 decided.append((item, "known", Decision("label", known[item], 1.0)))
                 continue
             decision: Decision = decisions.get(item) or Decision("wait", None, 0.0)
-            if decision.action == "extend" and item in refusals:
+            if decision.action == "extend" and (item in refusals or cancelled):
                 decision = Decision("unresolved", decision.label, decision.confidence)
             if decision.action == "extend":
                 extend_by = min(decision.extend_by, self.policy.max_assignments - max_assignments)

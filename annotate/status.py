@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from annotate.errors import UserError
 from annotate.fees import format_money
+from annotate.results import quarantine_summary, review_summary
 from annotate.store import Store
 from annotate.workspace import Workspace
 
@@ -23,6 +24,7 @@ def batch_status(store: Store, name: str) -> dict:
     posted = sum(1 for h in hits if h["hit_id"])
     counts = store.assignment_counts(name)
     quarantined = store.db["assignments"].count_where("batch = ? and quarantine is not null", [name])
+    quarantine = quarantine_summary(store, batch, sum(counts.values()))
     money = store.money(name)
     bought = sum(h["max_assignments"] for h in hits if h["hit_id"])
     budget = Decimal(batch["budget_usd"]) if batch.get("budget_usd") else None
@@ -42,10 +44,14 @@ def batch_status(store: Store, name: str) -> dict:
         "assignments": sum(counts.values()),
         "assignments_by_status": counts,
         "quarantined": quarantined,
+        # Most common reasons first, and a warning naming the likely cause when the rate is high.
+        "quarantine_reasons": quarantine["reasons"],
+        "quarantine_warning": quarantine["warning"],
         "spent_usd": format_money(money["spent"]),
         "committed_usd": format_money(money["committed"]),
         "budget_usd": format_money(budget) if budget is not None else None,
         "api_calls": store.api_calls(name),
+        "review": review_summary(store, name),  # rejections, bonuses, notices, cancellation
     }
 
 

@@ -398,6 +398,11 @@ class Store:
                                      "where hit_id = ? and hit_status != 'Reviewing'", [(h,) for h in hit_ids])
             self.db.conn.executemany("update hits set reviewed = 1 where hit_id = ?", [(h,) for h in hit_ids])
 
+    def expire_hits(self, hit_ids: list[str], when: str) -> None:
+        """HITs expired by the requester (`annotate cancel`): a harvest pass sees them closed."""
+        with self.transaction():
+            self.db.conn.executemany("update hits set expires_at = ? where hit_id = ?", [(when, h) for h in hit_ids])
+
     def mark_reviewing(self, hit_ids: list[str]) -> None:
         with self.transaction():
             self.db.conn.executemany("update hits set hit_status = 'Reviewing' where hit_id = ?", [(h,) for h in hit_ids])
@@ -486,6 +491,42 @@ class Store:
         return {r["item_id"]: r["n"] for r in self.db.query(
             "select item_id, count(*) as n from assignments where batch = ? and quarantine is not null "
             "group by item_id", [batch])}
+
+    def assignments_by_id(self, assignment_ids: list[str]) -> dict[str, dict]:
+        """AssignmentId -> (batch, hit_id, item_id, worker_id, status) of the stored ones among these."""
+        out: dict[str, dict] = {}
+        for start in range(0, len(assignment_ids), 500):
+            chunk = assignment_ids[start:start + 500]
+            out.update({r["assignment_id"]: dict(r) for r in self.db.query(
+                f"select assignment_id, batch, hit_id, item_id, worker_id, status, label from assignments "
+                f"where assignment_id in ({', '.join('?' * len(chunk))})", chunk)})
+        return out
+
+    def worker_assignments(self, batch: str) -> list[dict]:
+        """Every stored assignment of a batch, oldest first: (assignment_id, item_id, worker_id, status,
+        label, quarantine)."""
+        return [dict(r) for r in self.db.query(
+            "select assignment_id, item_id, worker_id, status, label, quarantine from assignments where batch = ? "
+            "order by submit_time, assignment_id", [batch])]
+
+    def quarantine_reasons(self, batch: str) -> list[str]:
+        return [r["quarantine"] for r in self.db.query(
+            "select quarantine from assignments where batch = ? and quarantine is not null", [batch])]
+
+    def item_results(self, batch: str) -> list[dict]:
+        """Per item, in item order: its decision (none yet: pending), votes, answers and quarantined count."""
+        rows = []
+        for r in self.db.query(
+                "select i.item_id, coalesce(l.status, 'pending') as status, l.label, l.value, l.confidence, l.votes, "
+                "l.answers, (select count(*) from assignments a where a.batch = i.batch and a.item_id = i.item_id "
+                "and a.quarantine is not null) as quarantined, (select count(*) from assignments a where "
+                "a.batch = i.batch and a.item_id = i.item_id and a.status = 'Rejected') as rejected "
+                "from items i left join labels l on l.batch = i.batch and l.item_id = i.item_id "
+                "where i.batch = ? order by i.position", [batch]):
+            r = dict(r)
+            r["votes"] = json.loads(r["votes"] or "{}")
+            rows.append(r)
+        return rows
 
     def assignment_counts(self, batch: str) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self.db.query(
@@ -626,6 +667,25 @@ class Store:
             self._exec("insert into events (at, batch, kind, detail) values (?, ?, ?, ?)",
                        [utcnow(), batch, kind, to_json(detail)])
 
+    def events(self, batch: str, kinds: tuple[str, ...]) -> list[dict]:
+        """A batch's events of these kinds, oldest first, each its detail with `kind` and `at`."""
+        return [{**json.loads(r["detail"]), "kind": r["kind"], "at": r["at"]} for r in self.db.query(
+            f"select kind, at, detail from events where batch = ? and kind in ({', '.join('?' * len(kinds))}) "
+            f"order by id", [batch, *kinds])]
+
+    def cancelled(self, batch: str) -> bool:
+        """`annotate cancel` expired the batch: a harvest buys nothing more for it."""
+        return self.db.execute("select 1 from events where batch = ? and kind = 'cancel' limit 1", [batch]).fetchone() is not None
+
+    def bonuses(self, batch: str) -> dict[str, dict]:
+        """UniqueRequestToken -> the bonus (amount, fee, worker, assignment, paid?): an intent recorded before
+        SendBonus, marked paid after it. One entry per token, however often a command was retried."""
+        out: dict[str, dict] = {}
+        for e in self.events(batch, ("bonus-intent", "bonus")):
+            entry = out.setdefault(e["token"], {**e, "paid": False})
+            entry["paid"] = entry["paid"] or e["kind"] == "bonus"
+        return out
+
     def add_api_calls(self, batch: str, counts: dict[str, int]) -> None:
         with self.transaction():
             for op, n in counts.items():
@@ -657,4 +717,11 @@ class Store:
             done = submitted_by_hit.get(hit["hit_id"], 0) if hit["hit_id"] else 0
             spent += cost * done
             committed += cost * max(hit["max_assignments"] - done, 0)
+        # Bonuses and their fee: paid ones are spent; one recorded but not confirmed may have gone through.
+        for bonus in self.bonuses(batch).values():
+            cost = Decimal(bonus["amount"]) + Decimal(bonus["fee"])
+            if bonus["paid"]:
+                spent += cost
+            else:
+                committed += cost
         return {"spent": spent, "committed": committed}

@@ -252,13 +252,17 @@ def status(ws, batch, as_json):
         err.print(f"No batches in {ws.store_path} yet: `annotate post BATCH_DIR` to start.")
         return
     table = Table(title="Batches")
-    for col in ("batch", "target", "items", "labelled", "unresolved", "pending", "assignments", "spent", "committed", "budget", "API calls"):
+    for col in ("batch", "target", "items", "labelled", "unresolved", "pending", "assignments", "quarantined", "spent", "committed", "budget", "API calls"):
         table.add_column(col, justify="left" if col in ("batch", "target") else "right")
     for r in rows:
         table.add_row(r["batch"], r["target"], str(r["items"]), str(r["labelled"]), str(r["unresolved"]), str(r["pending"]),
-                      f"{r['assignments']}/{r['assignments_bought']}", f"${r['spent_usd']}", f"${r['committed_usd']}",
+                      f"{r['assignments']}/{r['assignments_bought']}", str(r["quarantined"]), f"${r['spent_usd']}", f"${r['committed_usd']}",
                       f"${r['budget_usd']}" if r["budget_usd"] else "-", str(sum(r["api_calls"].values())))
     out.print(table)
+    for r in rows:
+        if r.get("quarantine_warning"):
+            err.print(f"warning: {r['batch']}: {r['quarantine_warning']}", style="yellow", markup=False, highlight=False,
+                      soft_wrap=True)
     if batch:
         calls = Table(title=f"API calls for {batch}")
         calls.add_column("operation")
