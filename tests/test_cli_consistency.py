@@ -75,9 +75,9 @@ def test_piped_output_is_never_wrapped_or_cut(deep_home, tmp_path):
         assert line_with(exported.output, path.name).strip() == str(path)  # whole, on one line
     assert "Exported" in line_with(exported.output, "labelled item(s) of iris-small") and "validation):" in exported.output
     report = invoke(home, "report", "iris-small", "--out", str(report_path))
-    if report.exit_code == 0:  # the report needs its plotting extra; its line must be whole when it runs
-        assert line_with(report.output, "Report for iris-small").endswith(str(report_path))
-        outputs.append(report.output)
+    assert report.exit_code == 0, report.output
+    assert line_with(report.output, "Report for iris-small").endswith(str(report_path))
+    outputs.append(report.output)
     assert not any("…" in output for output in outputs)
 
 
@@ -209,3 +209,28 @@ def test_aws_train_dry_run_names_every_missing_setting(tmp_path, monkeypatch, no
     sent = invoke(tmp_path, "train", "iris", "--target", "aws")
     assert sent.exit_code == 2
     assert all(m in sent.output for m in ("no AWS region", "no execution role", "no AWS credentials"))
+
+
+def test_watch_shows_each_pass_and_the_totals(ws, marketplace, tmp_path):
+    import re
+
+    batch_dir = make_batch(tmp_path, items=4)
+    assert invoke(ws.home, "post", str(batch_dir), "--endpoint-url", marketplace.url).exit_code == 0
+    crowd = SimulatedCrowd(marketplace.url, load_batch(batch_dir).gold_annotations(), workers=8, seed=1)
+    crowd.start(interval=0.05)
+    try:
+        result = invoke(ws.home, "harvest", "--watch", "--interval", "0.3", "--timeout", "120")
+    finally:
+        crowd.stop()
+    assert result.exit_code == 0, result.output
+    passes = re.findall(r"^pass (\d+): iris-small: \d/4 decided, \+(\d+) answers \((\d+) in all\)", result.output, re.M)
+    assert [int(n) for n, _, _ in passes] == list(range(1, len(passes) + 1))
+    running = 0
+    for _, new, in_all in passes:
+        running += int(new)
+        assert int(in_all) == running
+    stored = sum(Store(ws.store_path).assignment_counts("iris-small").values())
+    assert running == stored
+    assert f"Harvest: {len(passes)} pass(es) in all" in result.output
+    [row] = [line for line in result.output.splitlines() if line.strip("│ ").startswith("iris-small")]
+    assert row.split("│")[2].strip() == str(stored)  # the table's "new answers": every pass's, not the last one's
