@@ -234,3 +234,22 @@ def test_watch_shows_each_pass_and_the_totals(ws, marketplace, tmp_path):
     assert f"Harvest: {len(passes)} pass(es) in all" in result.output
     [row] = [line for line in result.output.splitlines() if line.strip("│ ").startswith("iris-small")]
     assert row.split("│")[2].strip() == str(stored)  # the table's "new answers": every pass's, not the last one's
+
+
+def test_stderr_messages_are_whole_off_a_terminal(capsys):
+    """What demo's "Look around:" line and replay's summary go through: one line, however long."""
+    from rich.table import Table
+
+    from annotate.cli._common import console
+
+    err = console(stderr=True)
+    long_home = "/tmp/" + "/".join(["a-folder-with-a-long-name"] * 12) + "/annotate-demo/.annotate"
+    err.print(f"Look around: annotate --home {long_home} status digits")
+    table = Table(title="Replay")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("workdir", long_home)
+    err.print(table)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"Look around: annotate --home {long_home} status digits"
+    assert any(line.rstrip(" │").endswith(long_home) for line in lines[1:]) and "…" not in "".join(lines)
