@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import urllib.request
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -253,3 +254,16 @@ def test_stderr_messages_are_whole_off_a_terminal(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"Look around: annotate --home {long_home} status digits"
     assert any(line.rstrip(" │").endswith(long_home) for line in lines[1:]) and "…" not in "".join(lines)
+
+
+def test_progress_bars_only_on_a_terminal_and_never_with_quiet(ws, marketplace, tmp_path, monkeypatch):
+    first, second, third = (make_batch(tmp_path / n, name=f"iris-{n}", items=3) for n in ("a", "b", "c"))
+    logged = invoke(ws.home, "post", str(first), "--endpoint-url", marketplace.url)
+    assert logged.exit_code == 0 and "Creating HITs" not in logged.output  # a log gets no bar
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then draws as on a terminal (https://force-color.org)
+    shown = invoke(ws.home, "post", str(second), "--endpoint-url", marketplace.url)
+    assert shown.exit_code == 0 and "Creating HITs" in shown.stderr and "Creating HITs" not in shown.stdout
+    quiet = CliRunner().invoke(cli, ["--home", str(ws.home), "--quiet", "post", str(third), "--endpoint-url",
+                                     marketplace.url])
+    assert quiet.exit_code == 0 and "Creating HITs" not in quiet.output
+    assert "Posted 3 HIT(s) for batch iris-c" in click.unstyle(quiet.output)  # FORCE_COLOR colours it

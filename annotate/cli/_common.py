@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 TARGETS = ("local", "sandbox", "production")
+QUIET = "annotate.quiet"  # click context meta key: `annotate --quiet`
 
 target_option = click.option(
     "--target", type=click.Choice(TARGETS), default=None,
@@ -69,9 +70,12 @@ def wide_console() -> StreamConsole:
 
 
 def progress_bar(stderr_console: StreamConsole, enabled: bool = True):
-    """A rich progress bar on stderr, drawn only on a terminal (never into a log) and not with --quiet/--json."""
+    """A rich progress bar on stderr, drawn only on a terminal (never into a log), not with `annotate --quiet`
+    nor when `enabled` is false (--json)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     target = stderr_console.get()
+    context = click.get_current_context(silent=True)
+    enabled = enabled and not (context is not None and context.meta.get(QUIET))
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=target, transient=True, disable=not (enabled and target.is_terminal))
