@@ -55,6 +55,7 @@ class PostResult:
     balance_usd: Decimal | None = None
     dry_run: bool = False
     api_calls: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def request_token(batch_uid: str, item_id: str, round_: int, content: str = "") -> str:
@@ -129,6 +130,40 @@ def check_requests(batch: Batch, uid: str, initial: int, question: str) -> None:
             raise UserError(f"MTurk's {operation} would refuse: " + "; ".join(wrong), file=file, field=where)
 
 
+_UNSET = object()
+
+
+def changed_settings(posted: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted field, value when posted, value now) for every setting of batch.toml that differs."""
+    changes: list[tuple[str, object, object]] = []
+    for key in sorted(set(posted) | set(now)):
+        before, after = posted.get(key, _UNSET), now.get(key, _UNSET)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += changed_settings(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append((f"{prefix}{key}", before, after))
+    return changes
+
+
+def refuse_changed_settings(stored: dict, batch: Batch) -> None:
+    """A posted batch's HITs, and every harvest after, keep the settings it was first posted with
+    (the store's copy of batch.toml): an edit would be silently ignored, so it is refused by name."""
+    posted = stored.get("config")
+    if not isinstance(posted, dict):
+        return
+    changes = changed_settings(posted, json.loads(to_json(batch.config)))
+    if not changes:
+        return
+    def shown(value) -> str:
+        return "(unset)" if value is _UNSET else repr(value)
+
+    raise UserError(
+        f"settings changed since batch {batch.name!r} was posted: "
+        + "; ".join(f"{name} {shown(before)} -> {shown(after)}" for name, before, after in changes)
+        + ". Its HITs and its harvests keep the posted settings: restore them, or post the new ones "
+          "as a new batch (another [batch] name)", file=str(batch.dir / "batch.toml"), field=changes[0][0])
+
+
 def resolve_target(stored: dict | None, requested: str | None, batch_name: str) -> str:
     """The target recorded for a batch wins; a different one is refused. Production is never implied."""
     if stored is None:
@@ -167,6 +202,8 @@ def _post_batch(
     stored = store.get_batch(batch.name)
     first_posted = stored.get("created_at") if stored else None
     target = resolve_target(stored, target, batch.name)
+    if stored is not None:
+        refuse_changed_settings(stored, batch)
     if stored is not None and endpoint_url is None:
         endpoint_url = stored.get("endpoint_url")  # the marketplace it was posted to, if one was named
 
@@ -205,6 +242,10 @@ def _post_batch(
         estimate, f"posting {len(to_post)} HIT(s) × {initial} assignment(s) at ${batch.hit.reward} + fee",
         file=str(batch.dir / "batch.toml"))
     if not to_post:
+        return result
+    if dry_run and target != "local" and endpoint_url is None and not _has_credentials():
+        # Everything but the balance is checked offline: a dry run needs no account.
+        result.notes.append(f"no AWS credentials: the {target} account balance was not checked")
         return result
 
     with connect(ws, target, endpoint_url) as mturk:
@@ -273,6 +314,12 @@ def _post_batch(
             result.api_calls = mturk.take_calls()
             store.add_api_calls(batch.name, result.api_calls)
     return result
+
+
+def _has_credentials() -> bool:
+    import boto3
+
+    return boto3.Session().get_credentials() is not None
 
 
 def _hit_type_params(batch: Batch) -> dict:

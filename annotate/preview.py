@@ -70,8 +70,10 @@ def pick_item(batch: Batch, item: str | int | None) -> Item:
 
 
 @contextmanager
-def serving(batch_dir: str | Path, item: str | int | None = None, *, accept: bool = False) -> Iterator[PreviewResult]:
-    """A throwaway marketplace holding one HIT for the item, running while the block does."""
+def serving(batch_dir: str | Path, item: str | int | None = None, *, accept: bool = False,
+            port: int = 0) -> Iterator[PreviewResult]:
+    """A throwaway marketplace holding one HIT for the item, running while the block does (on
+    `port`, 0 for any free one)."""
     import boto3
 
     from annotate.marketplace import MarketplaceServer
@@ -79,21 +81,25 @@ def serving(batch_dir: str | Path, item: str | int | None = None, *, accept: boo
     batch = load_batch(batch_dir)
     chosen = pick_item(batch, item)
     question = QuestionRenderer(batch, "local").question(chosen)  # size-checked, as posting does
-    with tempfile.TemporaryDirectory(prefix="annotate-preview-") as tmp, \
-            MarketplaceServer(Path(tmp) / "marketplace.db", faults="") as server:
-        client = boto3.client("mturk", endpoint_url=server.url, region_name="us-east-1",
-                              aws_access_key_id="preview", aws_secret_access_key="preview")
-        register_local_media(server.url, batch.dir)
-        hit = client.create_hit(
-            Title=batch.hit.title, Description=batch.hit.description, Keywords=batch.hit.keywords,
-            Reward=str(batch.hit.reward), MaxAssignments=1, LifetimeInSeconds=batch.hit.lifetime,
-            AssignmentDurationInSeconds=batch.hit.assignment_duration, Question=question,
-            RequesterAnnotation=batch.annotation(chosen.id))["HIT"]
-        if accept:
-            url = server.url + _accept(server.url, hit["HITId"])
-        else:
-            url = server.url + "/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit["HITId"]})
-        yield PreviewResult(item_id=chosen.id, hit_id=hit["HITId"], url=url, question_bytes=len(question.encode("utf-8")))
+    with tempfile.TemporaryDirectory(prefix="annotate-preview-") as tmp:
+        try:
+            server = MarketplaceServer(Path(tmp) / "marketplace.db", port=port, faults="")
+        except OSError as exc:
+            raise UserError(f"cannot listen on port {port}: {exc.strerror or exc}", field="--port") from None
+        with server:
+            client = boto3.client("mturk", endpoint_url=server.url, region_name="us-east-1",
+                                  aws_access_key_id="preview", aws_secret_access_key="preview")
+            register_local_media(server.url, batch.dir)
+            hit = client.create_hit(
+                Title=batch.hit.title, Description=batch.hit.description, Keywords=batch.hit.keywords,
+                Reward=str(batch.hit.reward), MaxAssignments=1, LifetimeInSeconds=batch.hit.lifetime,
+                AssignmentDurationInSeconds=batch.hit.assignment_duration, Question=question,
+                RequesterAnnotation=batch.annotation(chosen.id))["HIT"]
+            if accept:
+                url = server.url + _accept(server.url, hit["HITId"])
+            else:
+                url = server.url + "/worker/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT_ID, "hitId": hit["HITId"]})
+            yield PreviewResult(item_id=chosen.id, hit_id=hit["HITId"], url=url, question_bytes=len(question.encode("utf-8")))
 
 
 def _accept(base: str, hit_id: str) -> str:
@@ -122,9 +128,10 @@ def preview(
     screenshot: str | Path | None = None,
     width: int = 1000,
     hold: Callable[[PreviewResult], None] | None = None,
+    port: int = 0,
 ) -> PreviewResult:
     """Render the item's HIT; write its page's HTML and/or a PNG of it; `hold` runs while it is served."""
-    with serving(batch_dir, item, accept=accept) as result:
+    with serving(batch_dir, item, accept=accept, port=port) as result:
         if html_out is not None:
             with urllib.request.urlopen(result.url, timeout=30) as response:
                 page = response.read()

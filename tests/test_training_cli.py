@@ -141,7 +141,9 @@ def test_deploy_dry_run_and_local_round_trip(project, fake_aws):
         table = run(project, "predict", "iris-local", "6.9,3.1,5.4,2.1")
         assert "virginica" in table.output
     finally:
-        cancelled = CliRunner().invoke(cli, ["--home", str(project), "teardown", "iris-local"], input="n\n")
-        assert cancelled.exit_code == 1 and f"pid {record['pid']}" in cancelled.output
+        # No terminal to confirm on (CliRunner's stdin): refused, exit 2, naming what it would remove.
+        cancelled = CliRunner().invoke(cli, ["--home", str(project), "teardown", "iris-local"], input="y\n")
+        assert cancelled.exit_code == 2 and f"pid {record['pid']}" in cancelled.output
+        assert "pass --yes" in cancelled.output
         gone = run(project, "teardown", "iris-local", "--yes", "--json")
     assert json.loads(gone.output.strip().splitlines()[-1])["removed"][0].startswith("local endpoint iris-local")

@@ -15,6 +15,7 @@ import sys
 import click
 
 from annotate import __version__
+from annotate.cli._common import QUIET
 from annotate.errors import UserError
 
 # A full disk, a read-only file system, a file annotate may not write: the machine's state, not a
@@ -64,11 +65,14 @@ class AnnotateGroup(click.Group):
 @click.version_option(__version__, prog_name="annotate")
 @click.option("--home", envvar="ANNOTATE_HOME", type=click.Path(file_okay=False),
               default=None, help="Project home holding the store and the local marketplace [env ANNOTATE_HOME; default ./.annotate].")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars (they are only ever drawn on a terminal, on stderr).")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, quiet: bool) -> None:
     """annotate: post HITs to Mechanical Turk, harvest, reach consensus, export, train."""
     from annotate.workspace import Workspace
 
+    ctx.meta[QUIET] = quiet  # meta is shared with every subcommand's context
     ctx.obj = Workspace.resolve(home)
 
 

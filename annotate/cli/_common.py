@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 TARGETS = ("local", "sandbox", "production")
+QUIET = "annotate.quiet"  # click context meta key: `annotate --quiet`
 
 target_option = click.option(
     "--target", type=click.Choice(TARGETS), default=None,
@@ -25,8 +26,56 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def wide_console():
-    """Tables stay readable when piped (rich would squeeze them to 80 columns)."""
-    from rich.console import Console
+# Wide enough for any line annotate prints: off a terminal nothing is wrapped or cut with "…".
+UNWRAPPED_WIDTH = 100_000
 
-    return Console() if sys.stdout.isatty() else Console(width=160)
+
+class StreamConsole:
+    """A rich Console on stdout or stderr, made for the stream as it is when it prints (click's
+    test runner and redirections swap the streams). On a terminal rich fits its width; anywhere
+    else (a file, a pipe, cron's log) lines are never wrapped and table cells never cut."""
+
+    def __init__(self, stderr: bool = False):
+        self._stderr = stderr
+        self._made: tuple[Any, Any] | None = None
+
+    def get(self):
+        """The rich Console for the stream in use now."""
+        from rich.console import Console
+
+        stream = sys.stderr if self._stderr else sys.stdout
+        if self._made is None or self._made[0] is not stream:
+            wide = {} if _isatty(stream) else {"width": UNWRAPPED_WIDTH, "soft_wrap": True}
+            self._made = (stream, Console(file=stream, **wide))
+        return self._made[1]
+
+    def __getattr__(self, name: str):
+        return getattr(self.get(), name)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or a file-less stream is no terminal
+        return False
+
+
+def console(stderr: bool = False) -> StreamConsole:
+    return StreamConsole(stderr=stderr)
+
+
+def wide_console() -> StreamConsole:
+    """Tables stay whole when piped (rich would squeeze them to 80 columns and cut cells)."""
+    return console()
+
+
+def progress_bar(stderr_console: StreamConsole, enabled: bool = True):
+    """A rich progress bar on stderr, drawn only on a terminal (never into a log), not with `annotate --quiet`
+    nor when `enabled` is false (--json)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    target = stderr_console.get()
+    context = click.get_current_context(silent=True)
+    enabled = enabled and not (context is not None and context.meta.get(QUIET))
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=target, transient=True, disable=not (enabled and target.is_terminal))

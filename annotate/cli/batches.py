@@ -6,15 +6,13 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotate.cli._common import wide_console, emit_json, endpoint_option, json_option, target_option, yes_option
+from annotate.cli._common import console, progress_bar, wide_console, emit_json, endpoint_option, json_option, target_option, yes_option
 from annotate.errors import UserError
 from annotate.fees import format_money
 
-err = Console(stderr=True)
+err = console(stderr=True)
 out = wide_console()
 
 
@@ -28,15 +26,14 @@ def _confirm_or_refuse(yes: bool):
         if yes:
             return True
         if not sys.stdin.isatty():
-            raise UserError(f"{question} needs confirmation: add --yes to run it unattended")
+            raise UserError(f"{question} needs confirmation and there is no terminal to ask on: pass --yes")
         return click.confirm(question, default=False, err=True)
 
     return ask
 
 
-def _progress(description: str, enabled: bool = True) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True, disable=not enabled)
+def _progress(description: str, enabled: bool = True):
+    return progress_bar(err, enabled)
 
 
 @click.command()
@@ -61,7 +58,7 @@ def post(ws, batch_dir, target, endpoint_url, yes, dry_run, concurrency, as_json
         "created": result.created, "recovered": result.recovered, "already_posted": result.already_posted,
         "estimate_usd": format_money(result.estimate_usd),
         "balance_usd": format_money(result.balance_usd) if result.balance_usd is not None else None,
-        "dry_run": result.dry_run, "api_calls": result.api_calls,
+        "dry_run": result.dry_run, "api_calls": result.api_calls, "notes": result.notes,
     }
     if as_json:
         emit_json(summary)
@@ -71,14 +68,32 @@ def post(ws, batch_dir, target, endpoint_url, yes, dry_run, concurrency, as_json
     err.print(f"{verb} {result.created if not dry_run else to_post} HIT(s) for batch [bold]{result.batch}[/] "
               f"on {result.target} (estimate ${format_money(result.estimate_usd)}"
               + (f", balance ${format_money(result.balance_usd)}" if result.balance_usd is not None else "") + ").")
+    for note in result.notes:
+        err.print(f"[yellow]Note: {note}.[/]")
     if result.recovered:
         err.print(f"Recovered {result.recovered} HIT(s) created by an interrupted run (no duplicates).")
     if result.already_posted:
         err.print(f"{result.already_posted} item(s) were already posted; left as they are.")
 
 
-def _results_table(results) -> Table:
-    table = Table(title="Harvest")
+def _add_pass(totals: dict, r) -> None:
+    """Fold one --watch pass into the batch's running totals: counts of what a pass did add up,
+    states (labelled, unresolved, decided) are the latest."""
+    from dataclasses import replace
+
+    t = totals.get(r.batch)
+    if t is None:
+        totals[r.batch] = replace(r, api_calls=dict(r.api_calls))
+        return
+    calls = dict(t.api_calls)
+    for op, n in r.api_calls.items():
+        calls[op] = calls.get(op, 0) + n
+    totals[r.batch] = replace(r, api_calls=calls, **{f: getattr(t, f) + getattr(r, f) for f in (
+        "new_answers", "approved", "quarantined", "extended", "over_budget", "blocked")})
+
+
+def _results_table(results, title: str = "Harvest") -> Table:
+    table = Table(title=title)
     for col in ("batch", "new answers", "approved", "labelled", "extended", "unresolved", "quarantined", "decided", "API calls"):
         table.add_column(col, justify="right" if col != "batch" else "left")
     for r in results:
@@ -134,7 +149,7 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
     from annotate.store import Store
 
     ws = ctx.obj
-    results, failures, skipped = [], [], []
+    results, failures, skipped, title = [], [], [], "Harvest"
     try:
         skipped = skipped_production(Store(ws.ensure().store_path), list(batches), target)
         if skipped:
@@ -143,15 +158,29 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
         kwargs = dict(target=target, endpoint_url=endpoint_url, wait_for_lock=wait_for_lock, concurrency=concurrency,
                       confirm=_confirm_or_refuse(yes))
         if watch:
+            totals: dict = {}
+
             def show(results):
                 _report_failures([r.failure for r in results if r.failure])
+                ok = [r for r in results if not r.failure]
+                for r in ok:
+                    _add_pass(totals, r)
                 if not as_json:
-                    err.print(" · ".join(f"{r.batch}: {r.decided}/{r.items} decided, +{r.new_answers} answers, "
-                                         f"{r.extended} extended" for r in results if not r.failure))
-            results = harvest_until_done(ws, list(batches) or None, interval=interval, timeout=timeout, on_pass=show, **kwargs)
+                    err.print(f"pass {len(passes) + 1}: " + " · ".join(
+                        f"{r.batch}: {r.decided}/{r.items} decided, +{r.new_answers} answers "
+                        f"({totals[r.batch].new_answers} in all), {r.extended} extended "
+                        f"({totals[r.batch].extended} in all)" for r in ok))
+                passes.append(len(ok))
+
+            passes: list[int] = []
+            last = harvest_until_done(ws, list(batches) or None, interval=interval, timeout=timeout, on_pass=show, **kwargs)
+            # The table sums every pass (answers, approvals, extensions, calls); states are the last pass's.
+            results = [totals.get(r.batch, r) if not r.failure else r for r in last]
+            title = f"Harvest: {len(passes)} pass(es) in all"
         else:
             results = run_pass(ws, list(batches) or None, **kwargs)
             _report_failures([r.failure for r in results if r.failure])
+            title = "Harvest"
     except HarvestBusy as exc:
         # Overlapping cron runs: the second one steps aside cleanly.
         err.print(f"[yellow]{exc}[/]")
@@ -169,7 +198,7 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
     else:
         ok = [r for r in results if not r.failure]
         if ok or not code:
-            out.print(_results_table(ok))
+            out.print(_results_table(ok, title))
     if code:
         ctx.exit(code)
 
@@ -280,7 +309,10 @@ def workers(ws, batch, as_json):
     """Workers: answers given and estimated accuracy (per batch, or across batches)."""
     from annotate.store import Store
 
-    rows = Store(ws.store_path, readonly=True).workers(batch)
+    store = Store(ws.store_path, readonly=True)
+    if batch and store.get_batch(batch) is None:
+        raise UserError(f"no batch named {batch!r} (known: {', '.join(store.batch_names()) or 'none'})", field="BATCH")
+    rows = store.workers(batch)
     if as_json:
         emit_json({"workers": rows})
         return

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotate.cli._common import emit_json, json_option
+from annotate.cli._common import console, emit_json, json_option, progress_bar
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 @click.command()
@@ -29,8 +27,7 @@ def demo(example, workdir, seed, workers, spammers, no_train, template, as_json)
     """Run the end-to-end demo on the local target: post, harvest while a simulated crowd works, export, train."""
     from annotate.demo import CrowdSettings, run_demo
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+    with progress_bar(err, not as_json) as bar:
         tasks = {}
 
         def show(stage, done, total):

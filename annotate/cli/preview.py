@@ -21,8 +21,10 @@ from annotate.interrupt import stop_on_signals
               help="Write a PNG of the page here (headless Chromium).")
 @click.option("--width", type=int, default=1000, show_default=True, help="Browser width for the screenshot.")
 @click.option("--serve", is_flag=True, help="Keep serving the page until Ctrl+C (the default without --html/--screenshot).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the throwaway marketplace that serves the page (0: any free one).")
 @json_option
-def preview(batch_dir, item, accept, html_out, screenshot, width, serve, as_json):
+def preview(batch_dir, item, accept, html_out, screenshot, width, serve, port, as_json):
     """Render one item's HIT on a throwaway local marketplace, as a worker sees it."""
     from annotate.preview import preview as run
 
@@ -39,8 +41,8 @@ def preview(batch_dir, item, accept, html_out, screenshot, width, serve, as_json
             except KeyboardInterrupt:
                 pass
 
-    result = run(batch_dir, item, accept=accept, html_out=html_out, screenshot=screenshot, width=width, hold=hold)
-    summary = {"item": result.item_id, "hit_id": result.hit_id, "question_bytes": result.question_bytes,
+    result = run(batch_dir, item, accept=accept, html_out=html_out, screenshot=screenshot, width=width, hold=hold, port=port)
+    summary = {"item": result.item_id, "hit_id": result.hit_id, "url": result.url, "question_bytes": result.question_bytes,
                "html": str(result.html_path) if result.html_path else None,
                "screenshot": str(result.screenshot) if result.screenshot else None,
                "screenshot_tool": result.screenshot_tool}

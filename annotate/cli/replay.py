@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotate.cli._common import emit_json, json_option
+from annotate.cli._common import console, emit_json, json_option, progress_bar
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 @click.command()
@@ -26,9 +24,8 @@ def replay(dataset_dir, policy, seed, workdir, no_block, as_json):
     """Replay DATASET_DIR (answers.csv + truth.csv) against a consensus policy, over the local marketplace."""
     from annotate.replay import run_replay
 
-    with Progress(TextColumn("[bold]Items decided"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task("replay", total=None)
+    with progress_bar(err, not as_json) as bar:
+        task = bar.add_task("Items decided", total=None)
         summary = run_replay(dataset_dir, policy=policy, seed=seed, workdir=workdir, block=not no_block,
                              on_progress=lambda done, total, _: bar.update(task, completed=done, total=total))
     table = Table(title=f"Replay of {summary['dataset']} with policy {summary['policy']}", show_header=False)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from annotate.cli._common import emit_json, json_option
+from annotate.cli._common import console, emit_json, json_option
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 @click.command()

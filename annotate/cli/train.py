@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from annotate.cli._common import emit_json, json_option, yes_option
+from annotate.cli._common import console, emit_json, json_option, yes_option
 from annotate.errors import UserError
 from annotate.sagemaker import (ALGORITHMS, TrainingFailed, batch_training_settings, deploy_aws, deploy_local,
-                                latest_job, plan_training, predict, prepare_deploy_aws, require_credentials,
-                                run_training, teardown, teardown_steps, train_local)
+                                latest_job, plan_training, predict, prepare_deploy_aws, run_training, teardown,
+                                teardown_steps, train_local)
 
 where_option = click.option("--target", type=click.Choice(["local", "aws"]), default="local", show_default=True,
                             help="Where it runs: local (this machine) or aws (SageMaker).")
@@ -20,8 +20,8 @@ region_option = click.option("--region", default=None, help="AWS region [default
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the requests it would send; send nothing.")
 
 
-def _console() -> Console:
-    return Console(stderr=True)
+def _console():
+    return console(stderr=True).get()
 
 
 def _session(region: str | None):
@@ -30,6 +30,25 @@ def _session(region: str | None):
     session = boto3.Session(region_name=region) if region else boto3.Session()
     if not session.region_name:
         raise UserError("no AWS region: pass --region or set AWS_DEFAULT_REGION", field="region")
+    return session
+
+
+def _aws_ready(region: str | None, role_arn: str | None, *, credentials: bool):
+    """The boto3 session for a SageMaker job, once every setting it needs is there: all that are
+    missing are named in one error (before exporting or uploading anything)."""
+    import boto3
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    missing = []
+    if not session.region_name:
+        missing.append("no AWS region (pass --region or set AWS_DEFAULT_REGION)")
+    if not role_arn:
+        missing.append("no execution role (set [training] role_arn in batch.toml or pass --role-arn)")
+    if credentials and session.get_credentials() is None:
+        missing.append("no AWS credentials found (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
+                       "or use --target local)")
+    if missing:
+        raise UserError("a SageMaker job needs what is missing here: " + "; ".join(missing), field="--target aws")
     return session
 
 
@@ -82,10 +101,9 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
                   timeout, region, dry_run, as_json):
     """Train a model on BATCH's labels: locally (default) or as a SageMaker training job."""
     console = _console()
-    if target == "aws" and not dry_run:
-        session = _session(region)
-        require_credentials(session)  # before exporting or uploading anything
     settings = _settings(ws, batch)
+    if target == "aws":
+        session = _aws_ready(region, role_arn or settings.role_arn, credentials=not dry_run)
     export = _export(ws, batch, split, seed)
     if target == "local":
         if dry_run:
@@ -93,7 +111,7 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
         result = train_local(ws.home, export, settings, algorithm=algorithm, batch=batch, job=job,
                              echo=None if as_json else click.echo)
     else:
-        plan_region = region or (_session(region).region_name if dry_run else session.region_name)
+        plan_region = region or session.region_name
         plan = plan_training(export, settings, region=plan_region, algorithm=algorithm, batch=batch, job=job,
                              role_arn=role_arn, s3_prefix=s3_prefix, instance_type=instance_type)
         if dry_run:
@@ -228,7 +246,7 @@ def predict_command(ws, endpoint, inputs, target, threshold, out_dir, to_batch, 
             table.add_row(r.input, str(r.count), r.output or "")
         else:
             table.add_row(r.input, str(r.label), "" if r.score is None else f"{r.score:.3f}")
-    Console().print(table)
+    console().print(table)
 
 
 def _review_source(ws, record: dict, from_batch: str | None) -> Path:
@@ -286,6 +304,9 @@ def teardown_command(ws, endpoint, target, batches, production, region, yes, as_
             f"expire {n} open HIT(s) of batch {batch}",
             lambda b=batch: expire_leftover_hits(ws, b, target="production" if production else None)))
     if not yes:
+        if not sys.stdin.isatty():  # cron, a pipe: nobody to ask, and nothing removed unasked
+            raise UserError("teardown removes " + "; ".join(s.description for s in steps)
+                            + ": there is no terminal to confirm on, pass --yes", field="--yes")
         click.echo("This removes:")
         for step in steps:
             click.echo(f"  - {step.description}")
