@@ -79,3 +79,18 @@ def progress_bar(stderr_console: StreamConsole, enabled: bool = True):
     enabled = enabled and not (context is not None and context.meta.get(QUIET))
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=target, transient=True, disable=not (enabled and target.is_terminal))
+
+
+def confirm_or_refuse(yes: bool):
+    """A `confirm(question)` for the library: True with --yes; on a terminal, ask; without one (cron,
+    a script), refuse with a message saying to pass --yes (exit 2)."""
+    from annotate.errors import UserError
+
+    def ask(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UserError(f"{question} needs confirmation and there is no terminal to ask on: pass --yes")
+        return click.confirm(question, default=False, err=True)
+
+    return ask

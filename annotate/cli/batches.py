@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from annotate.cli._common import console, progress_bar, wide_console, emit_json, endpoint_option, json_option, target_option, yes_option
+from annotate.cli._common import confirm_or_refuse, console, progress_bar, wide_console, emit_json, endpoint_option, json_option, target_option, yes_option
 from annotate.errors import UserError
 from annotate.fees import format_money
 
@@ -16,20 +15,7 @@ err = console(stderr=True)
 out = wide_console()
 
 
-def _confirm(yes: bool):
-    return _confirm_or_refuse(yes)
-
-
-def _confirm_or_refuse(yes: bool):
-    """Ask on a terminal; without one (cron), refuse unless --yes was given."""
-    def ask(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise UserError(f"{question} needs confirmation and there is no terminal to ask on: pass --yes")
-        return click.confirm(question, default=False, err=True)
-
-    return ask
+_confirm = _confirm_or_refuse = confirm_or_refuse  # the shared one (cli/_common.py)
 
 
 def _progress(description: str, enabled: bool = True):

@@ -8,23 +8,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from annotate.cli._common import emit_json, endpoint_option, json_option, target_option, wide_console, yes_option
+from annotate.cli._common import confirm_or_refuse, emit_json, endpoint_option, json_option, target_option, wide_console, yes_option
 from annotate.errors import UserError
 
 err = Console(stderr=True)
 out = wide_console()
 
 
-def _confirm(yes: bool):
-    """Ask on a terminal; without one (a script), refuse unless --yes was given."""
-    def ask(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise UserError(f"{question} This needs confirmation: pass --yes to run it without a terminal")
-        return click.confirm(question, default=False, err=True)
-
-    return ask
+_confirm = confirm_or_refuse  # asks on a terminal; without one, refuses unless --yes (cli/_common.py)
 
 
 def _say(text: str) -> None:
