@@ -18,6 +18,7 @@ batch.toml:
     title = "…"; description = "…"; keywords = "…"
     reward = "0.05"                  # USD, a string (money is never a float)
     approval = "harvest"             # or "auto": no ApproveAssignment calls; MTurk approves at AutoApprovalTime
+    notify_queue = "https://sqs.us-east-1.amazonaws.com/123456789012/annotate-events"  # harvest --watch reads its events
     assignment_duration = "10m"      # seconds or 30s / 10m / 2h / 3d
     lifetime = "3d"
     auto_approval_delay = "1d"
@@ -71,7 +72,7 @@ _KNOWN = {
               "label_attribute"},
     "workers": {"block", "block_below", "block_after"},
     "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
-            "auto_approval_delay", "frame_height", "qualifications", "approval"},
+            "auto_approval_delay", "frame_height", "qualifications", "approval", "notify_queue"},
     "task": None,  # the task type's own settings live here too; the type checks them
     "budget": {"max_usd", "account_max_usd"},
 }
@@ -315,6 +316,14 @@ def load_batch(batch_dir: str | Path) -> Batch:
         approval=_approval(h.get("approval", "harvest"), file),
     )
 
+    if "notify_queue" in h:
+        # Its shape here; whether the target takes it (sandbox and production: Amazon SQS only) at harvest.
+        from annotate.notification_harvest import check_queue_url
+
+        try:
+            check_queue_url(h["notify_queue"], "local")
+        except UserError as exc:
+            raise UserError(exc.message, file=file, field="hit.notify_queue") from None
     for key in ("title", "description", "keywords"):
         if (bad := xml_invalid(getattr(hit, key))) is not None:
             raise UserError(f"holds {bad}, a control character MTurk cannot take", file=file, field=f"hit.{key}")

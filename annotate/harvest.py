@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from itertools import groupby, islice
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable
+from typing import Callable, Collection
 
 import botocore.exceptions
 import numpy as np
@@ -199,8 +199,12 @@ def skipped_production(store: Store, batch_names: list[str] | None, target: str 
 class Harvester:
     """One pass over one batch."""
 
-    def __init__(self, store: Store, batch: dict, mturk: MTurk, concurrency: int | None = None):
+    def __init__(self, store: Store, batch: dict, mturk: MTurk, concurrency: int | None = None,
+                 hit_ids: Collection[str] | None = None):
         self.store = store
+        # None: the HITs MTurk lists as Reviewable. Else only these (named by MTurk's notifications):
+        # read, stored and approved whatever their state, collected only once every slot is answered.
+        self.hit_ids = None if hit_ids is None else set(hit_ids)
         self.batch = batch
         self.name = batch["name"]
         self.mturk = mturk
@@ -218,9 +222,13 @@ class Harvester:
             ours = set(hits["hit_id"])  # a HIT type can be shared with other batches
             # HITId -> MaxAssignments only: the listed HITs carry their whole Question (~5 KB each),
             # which at 100,000 HITs would hold half a gigabyte for nothing.
-            reviewable = {h["HITId"]: h["MaxAssignments"] for h in self.mturk.pages(
-                "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable", MaxResults=100)
-                if h["HITId"] in ours}
+            if self.hit_ids is None:
+                reviewable = {h["HITId"]: h["MaxAssignments"] for h in self.mturk.pages(
+                    "ListReviewableHITs", "HITs", HITTypeId=self.batch["hit_type_id"], Status="Reviewable",
+                    MaxResults=100) if h["HITId"] in ours}
+            else:
+                named = hits[hits["hit_id"].isin(list(self.hit_ids & ours))]
+                reviewable = dict(zip(named["hit_id"], named["max_assignments"].astype(int)))
             del ours
             self._collect(reviewable, hits)
             del hits, reviewable
@@ -243,6 +251,7 @@ class Harvester:
         # MTurk approves by itself at AutoApprovalTime in "auto" mode: one API call saved per assignment.
         if not auto:
             self._approve_all(self.store.unapproved(self.name, [h for h in reviewable if h not in item_of]))
+        still_open: set[str] = set()
         listed = parallel(lambda hit_id: list(self.mturk.pages("ListAssignmentsForHIT", "Assignments", HITId=hit_id,
                                                                  MaxResults=100)), list(item_of), self.concurrency)
         # In chunks of HITs: what the store knows of them is read per chunk, their new answers are
@@ -253,6 +262,8 @@ class Harvester:
             changed: list[tuple[str, str]] = []
             to_approve: list[str] = []
             for hit_id, assignments in chunk:
+                if self.hit_ids is not None and len(assignments) < reviewable[hit_id]:
+                    still_open.add(hit_id)  # named, but slots are still unanswered: not closed yet
                 for a in assignments:
                     aid, status = a["AssignmentId"], a["AssignmentStatus"]
                     if aid not in known:
@@ -265,7 +276,7 @@ class Harvester:
             self.store.set_assignment_statuses(changed)
             self.result.new_answers += len(rows)
             self._approve_all(to_approve)
-        self.store.mark_collected(list(reviewable))
+        self.store.mark_collected([h for h in reviewable if h not in still_open])
 
     def _approve_all(self, assignment_ids: list[str]) -> None:
         approved = [aid for aid, _ in parallel(self._approve, assignment_ids, self.concurrency)]

@@ -119,12 +119,18 @@ def _report_failures(failures) -> None:
 @click.option("--watch", is_flag=True, help="Keep harvesting until every item is decided.")
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes with --watch.")
 @click.option("--timeout", type=float, default=None, help="Give up watching after this many seconds.")
+@click.option("--notify", "notify_queue", metavar="QUEUE_URL", default=None,
+              help="With --watch: have MTurk send each batch's HIT events to this SQS queue and harvest the HITs "
+                   "they name as they come (default: a batch's [hit] notify_queue).")
+@click.option("--sweep-interval", type=float, default=300.0, show_default=True,
+              help="With notifications: seconds between ListReviewableHITs sweeps that catch lost events.")
 @click.option("--wait", "wait_for_lock", is_flag=True, help="If another harvest is running, wait for it instead of exiting.")
 @click.option("--concurrency", type=int, default=None, help="API calls in flight [env ANNOTATE_CONCURRENCY; default 8].")
 @yes_option
 @json_option
 @click.pass_context
-def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_for_lock, concurrency, yes, as_json):
+def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, notify_queue, sweep_interval, wait_for_lock,
+            concurrency, yes, as_json):
     """Harvest answers: store, approve, reach consensus, buy more assignments. One pass (for cron) unless --watch.
 
     A batch that fails does not stop the others: each failure is reported in one line, and the
@@ -136,7 +142,10 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
 
     ws = ctx.obj
     results, failures, skipped, title = [], [], [], "Harvest"
+    notifications = None
     try:
+        if notify_queue is not None and not watch:
+            raise UserError("--notify reads MTurk's events while watching: add --watch", field="--notify")
         skipped = skipped_production(Store(ws.ensure().store_path), list(batches), target)
         if skipped:
             err.print(f"[yellow]Left alone: production batch(es) {', '.join(skipped)} "
@@ -159,9 +168,30 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
                 passes.append(len(ok))
 
             passes: list[int] = []
-            last = harvest_until_done(ws, list(batches) or None, interval=interval, timeout=timeout, on_pass=show, **kwargs)
-            # The table sums every pass (answers, approvals, extensions, calls); states are the last pass's.
-            results = [totals.get(r.batch, r) if not r.failure else r for r in last]
+            from annotate import notification_harvest
+
+            if notification_harvest.wants_notifications(ws, list(batches) or None, target, notify_queue):
+                def show_events(results):
+                    # Passes driven by events come often: only those that did something are shown.
+                    _report_failures([r.failure for r in results if r.failure])
+                    busy = [r for r in results if not r.failure and (r.new_answers or r.extended)]
+                    if busy and not as_json:
+                        err.print(" · ".join(f"{r.batch}: {r.decided}/{r.items} decided, +{r.new_answers} answers, "
+                                             f"{r.extended} extended" for r in busy))
+                    passes.append(len(results))
+
+                report = notification_harvest.watch(
+                    ws, list(batches) or None, queue_url=notify_queue, sweep_interval=sweep_interval,
+                    poll_interval=interval, timeout=timeout, on_pass=show_events, **kwargs)
+                results = report.results  # summed over every pass already
+                notifications = {k: getattr(report, k) for k in (
+                    "passes", "sweeps", "messages", "events", "duplicates", "quarantined", "foreign", "pings",
+                    "sqs_calls", "timed_out")}
+            else:
+                last = harvest_until_done(ws, list(batches) or None, interval=interval, timeout=timeout, on_pass=show,
+                                          **kwargs)
+                # The table sums every pass (answers, approvals, extensions, calls); states are the last pass's.
+                results = [totals.get(r.batch, r) if not r.failure else r for r in last]
             title = f"Harvest: {len(passes)} pass(es) in all"
         else:
             results = run_pass(ws, list(batches) or None, **kwargs)
@@ -180,6 +210,7 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, wait_f
     if as_json:
         emit_json({"busy": False, "batches": [_result_json(r) for r in results], "skipped_production": skipped,
                    "failures": [f.as_json() for f in [r.failure for r in results if r.failure] + failures],
+                   **({"notifications": notifications} if notifications is not None else {}),
                    "exit_code": code})
     else:
         ok = [r for r in results if not r.failure]
