@@ -200,11 +200,14 @@ class Harvester:
     """One pass over one batch."""
 
     def __init__(self, store: Store, batch: dict, mturk: MTurk, concurrency: int | None = None,
-                 hit_ids: Collection[str] | None = None):
+                 hit_ids: Collection[str] | None = None, to_reviewing: bool = True):
         self.store = store
         # None: the HITs MTurk lists as Reviewable. Else only these (named by MTurk's notifications):
         # read, stored and approved whatever their state, collected only once every slot is answered.
         self.hit_ids = None if hit_ids is None else set(hit_ids)
+        # Moving decided HITs to Reviewing keeps ListReviewableHITs short for the next pass; a harvest
+        # driven by notifications rarely lists, and saves the call per HIT.
+        self.to_reviewing = to_reviewing
         self.batch = batch
         self.name = batch["name"]
         self.mturk = mturk
@@ -404,7 +407,7 @@ class Harvester:
         decided_now = {item for item, status, _ in decided if status != "pending"}
         del decided
         finished = closed.loc[closed["item_id"].isin(list(decided_now)) & (closed["hit_status"] != "Reviewing"),
-                              "hit_id"].tolist()
+                              "hit_id"].tolist() if self.to_reviewing else []
         for _ in parallel(self._to_reviewing, finished, self.concurrency):
             pass
         self.store.mark_reviewing(finished)

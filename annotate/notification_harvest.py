@@ -62,7 +62,7 @@ MAX_DEPTH = 6          # nesting in a message body; an event document needs 3
 EXCERPT = 500          # characters of a quarantined body kept in the store
 SEEN_DOCS = 50_000     # EventDocIds remembered, to skip duplicates cheaply
 GATHER_MESSAGES = 100  # messages read (10 per call) before a pass acts on them
-GATHER_SECONDS = 0.25  # ... or until this long after the first one came
+GATHER_SECONDS = 0.1   # ... or until this long after the first one came
 PING_WARN_SECONDS = 60.0
 QUARANTINE_EVENT = "notification-quarantined"
 _ID = re.compile(r"^[A-Z0-9]{1,64}$")  # MTurk's HIT, assignment and HIT type ids
@@ -455,7 +455,10 @@ def _pass(store: Store, w: _Watched, hit_ids: set[str] | None, concurrency: int 
     """One pass over one batch (every Reviewable HIT, or only `hit_ids`); its failure is its own."""
     harvester = None
     try:
-        harvester = Harvester(store, store.get_batch(w.name), w.mturk, concurrency, hit_ids=hit_ids)
+        # A batch read through a queue leaves decided HITs Reviewable: events, not listings, say what
+        # to read, and a rare sweep pages over them (1 call per 100 HITs) instead of 1 call per HIT.
+        harvester = Harvester(store, store.get_batch(w.name), w.mturk, concurrency, hit_ids=hit_ids,
+                              to_reviewing=w.queue is None)
         result = harvester.run()
     except Exception as exc:  # noqa: BLE001 — one batch's failure, whatever it is, is that batch's alone
         result = harvester.result if harvester is not None else HarvestResult(batch=w.name)
@@ -515,7 +518,10 @@ def _act(store: Store, queue: NotificationQueue, messages: list[dict], by_name: 
         else:
             done_now.append(entry)
             _remember(seen, doc.doc_id)
+    started = time.monotonic()
     results = [_pass(store, by_name[name], hit_ids, concurrency) for name, hit_ids in wanted.items()]
+    log.debug("%d message(s): a pass over %d HIT(s) in %.2f s", len(messages),
+              sum(len(h) for h in wanted.values()), time.monotonic() - started)
     failed = {r.batch for r in results if r.failure is not None}
     deletable = list(done_now)
     for entry, needs, doc_id in waiting:
