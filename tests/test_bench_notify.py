@@ -45,6 +45,7 @@ def test_notifications_replace_listing_with_events(quick):
     assert notified["mturk_calls"].get("ListReviewableHITs", 0) == 1
     assert polled["mturk_calls"]["ListReviewableHITs"] >= 2
     assert notified["mturk_calls"]["UpdateNotificationSettings"] == 1
+    assert "UpdateHITReviewStatus" not in notified["mturk_calls"] and polled["mturk_calls"]["UpdateHITReviewStatus"] == 20
     assert notified["sqs_calls"]["ReceiveMessage"] >= 1 and notified["sqs_calls"]["DeleteMessageBatch"] >= 1
     assert notified["calls_per_assignment_with_sqs"] > notified["mturk_calls_per_assignment"]
     assert set(res["targets"]) == {"median_latency_le_2s", "fewer_mturk_calls_per_assignment",
