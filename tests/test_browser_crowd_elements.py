@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_browser_templates import browser  # noqa: F401  (the shared Chromium fixture)
 
 from annotate.demo import use_crowd_template
 from annotate.harvest import harvest
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.browser
 class CrowdTask:
     """One item of an example, posted with its crowd-element layout, accepted, open in a page."""
 
-    def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0):  # noqa: F811
+    def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0):
         self.ws, self.server, self.name = ws, server, example
         self.dir = tmp_path / example
         shutil.copytree(EXAMPLES / example, self.dir)
@@ -78,7 +77,7 @@ def gold(example: str, item: int = 0):
     return json.loads(line)
 
 
-def test_image_classifier_by_keyboard(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_image_classifier_by_keyboard(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "digits")
     digit = (EXAMPLES / "digits" / "items.csv").read_text().splitlines()[1].rsplit(",", 1)[1]
     # Submitting with nothing chosen is refused, with a message.
@@ -91,7 +90,7 @@ def test_image_classifier_by_keyboard(ws, marketplace, browser, tmp_path):  # no
     assert task.harvested() == digit
 
 
-def test_classifier_by_mouse(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_classifier_by_mouse(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "iris")
     assert task.page.locator("classification-target").inner_text().count("cm") == 0  # the item's columns
     task.page.get_by_text("versicolor", exact=True).click()
@@ -99,7 +98,7 @@ def test_classifier_by_mouse(ws, marketplace, browser, tmp_path):  # noqa: F811
     assert task.harvested() == "versicolor"
 
 
-def test_multi_select(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_multi_select(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "reviews-multilabel")
     task.page.get_by_text("price", exact=True).click()
     task.page.locator("body").click(position={"x": 5, "y": 5})
@@ -108,7 +107,7 @@ def test_multi_select(ws, marketplace, browser, tmp_path):  # noqa: F811
     assert task.harvested() == ["price", "service"]
 
 
-def test_bounding_box_by_mouse_and_keys(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_bounding_box_by_mouse_and_keys(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "shapes-boxes")
     want = gold("shapes-boxes")["boxes"]["boxes"][0]
     labels = ["circle", "square", "triangle"]
@@ -134,7 +133,7 @@ def test_bounding_box_by_mouse_and_keys(ws, marketplace, browser, tmp_path):  # 
         assert abs(box[key] - want[key]) <= 2, (box, want)
 
 
-def test_semantic_segmentation_polygon(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_semantic_segmentation_polygon(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "shapes-segmentation")
     truth = gold("shapes-segmentation")["mask"]
     polygon = truth["polygons"][0]
@@ -153,7 +152,7 @@ def test_semantic_segmentation_polygon(ws, marketplace, browser, tmp_path):  # n
     assert mask.any()
 
 
-def test_entity_annotation_by_selection(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_entity_annotation_by_selection(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "news-entities")
     item = gold("news-entities")
     entity = item["entities"][0]
@@ -177,7 +176,7 @@ def test_entity_annotation_by_selection(ws, marketplace, browser, tmp_path):  # 
     assert task.harvested() == {"entities": [entity]}
 
 
-def test_free_text_with_enter(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_free_text_with_enter(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "words-text")
     word = gold("words-text")["word"]
     task.page.get_by_label("Your answer").fill(word)
@@ -186,7 +185,7 @@ def test_free_text_with_enter(ws, marketplace, browser, tmp_path):  # noqa: F811
     assert task.harvested() == word
 
 
-def test_preview_cannot_submit(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_preview_cannot_submit(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "iris")
     [hit] = Store(ws.store_path).hits("iris", created=True)
     task.page.goto(f"{marketplace.url}/worker/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId={hit['hit_id']}")

@@ -21,32 +21,13 @@ import pytest
 
 from annotate.harvest import harvest
 from annotate.post import post_batch
-from annotate.preview import CHROMIUM_ARGS, chromium_path
 from annotate.store import Store
 from annotate.tasktypes.semantic_segmentation import decode_mask
 from conftest import EXAMPLES
 
 pytestmark = pytest.mark.browser
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
 SHOTS = os.environ.get("ANNOTATE_BROWSER_SHOTS")  # a folder: keep a screenshot of each finished task
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if sync_playwright is None:
-        pytest.skip("Playwright is not installed (pip install playwright; no browser download is needed)")
-    path = chromium_path()
-    if path is None:
-        pytest.skip("no Chromium binary (Debian: apt-get install -y chromium chromium-driver)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS[1:], headless=True)
-        yield instance
-        instance.close()
 
 
 class Task:
