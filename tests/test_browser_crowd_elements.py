@@ -23,9 +23,10 @@ pytestmark = pytest.mark.browser
 
 
 class CrowdTask:
-    """One item of an example, posted with its crowd-element layout, accepted, open in a page."""
+    """One item of an example, posted with its crowd-element layout (or, with layout="plain", its
+    own HTML form), accepted, open in a page."""
 
-    def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0):
+    def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0, layout: str = "crowd"):
         self.ws, self.server, self.name = ws, server, example
         self.dir = tmp_path / example
         shutil.copytree(EXAMPLES / example, self.dir)
@@ -35,7 +36,8 @@ class CrowdTask:
                 lines = path.read_text().splitlines()
                 keep = lines[:1] + [lines[1 + item]] if items.endswith(".csv") else [lines[item]]
                 path.write_text("\n".join(keep) + "\n")
-        use_crowd_template(self.dir)
+        if layout == "crowd":
+            use_crowd_template(self.dir)
         toml = (self.dir / "batch.toml").read_text().replace("[consensus]\n", "[consensus]\ninitial_assignments = 1\n")
         (self.dir / "batch.toml").write_text(toml)
         post_batch(ws, self.dir, target="local", endpoint_url=server.url, remember_endpoint=False)
@@ -47,7 +49,7 @@ class CrowdTask:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.goto(server.url + location, wait_until="load")
-        self.page.wait_for_selector("crowd-form form, crowd-entity-annotation")
+        self.page.wait_for_selector("crowd-form form, crowd-entity-annotation" if layout == "crowd" else "#mturk_form")
 
     def submit(self) -> None:
         with self.page.expect_navigation():
@@ -84,7 +86,7 @@ def test_image_classifier_by_keyboard(ws, marketplace, browser, tmp_path):
     task.page.get_by_role("button", name="Submit").click()
     assert "choose a category" in task.page.locator(".crowd-error").inner_text().lower()
     task.page.locator("body").click(position={"x": 5, "y": 5})
-    task.page.keyboard.press(str(int(digit) + 1))  # keys 1-9 pick the labels in order: "0" is key 1
+    task.page.keyboard.press(digit)  # a digit's own key picks it (not the label in that position)
     assert task.page.get_by_role("radio", name=digit, exact=True).is_checked()
     task.submit()
     assert task.harvested() == digit

@@ -385,14 +385,25 @@
   }
 
   // ------------------------------------------------------------------ classifiers
+  /* The key that picks each choice: the label itself when every label is one distinct digit (a
+   * digit "3" is key 3), else 1-9 and 0 by position (annotate.templates.shortcut_keys). */
+  function shortcutKeys(names) {
+    var digits = names.every(function (n) { return /^[0-9]$/.test(n); }) &&
+                 names.every(function (n, i) { return names.indexOf(n) === i; });
+    return names.map(function (n, i) { return digits ? n : (i < 10 ? String((i + 1) % 10) : null); });
+  }
+
   /* A list of choices with number keys, shared by the three classifiers. */
   function choiceList(host, categories, multiple, onChange) {
     var group = nextId("crowd-choice");
-    var list = h("div", {class: "crowd-choices crowd-internal", role: multiple ? "group" : "radiogroup"});
+    var list = h("div", {class: "crowd-choices crowd-internal", role: multiple ? "group" : "radiogroup",
+                         "aria-label": host.getAttribute("header") || "choices"});
+    var keys = shortcutKeys(categories.map(labelName));
     var inputs = categories.map(function (cat, i) {
       var input = h("input", {type: multiple ? "checkbox" : "radio", name: group, value: labelName(cat)});
+      input.dataset.key = keys[i] || "";
       var row = h("label", {class: "crowd-choice"}, [input, h("span", {text: labelName(cat)}),
-                   i < 9 ? h("span", {class: "crowd-key", "aria-hidden": "true", text: String(i + 1)}) : null]);
+                   keys[i] ? h("span", {class: "crowd-key", "aria-hidden": "true", text: keys[i]}) : null]);
       input.addEventListener("change", function () {
         inputs.forEach(function (x) { x.parentNode.classList.toggle("on", x.checked); });
         if (onChange) { onChange(input); }
@@ -402,9 +413,8 @@
     });
     document.addEventListener("keydown", function (e) {
       if (e.target && /^(INPUT|TEXTAREA)$/.test(e.target.tagName) && e.target.type !== "radio" && e.target.type !== "checkbox") { return; }
-      var n = parseInt(e.key, 10);
-      if (n >= 1 && n <= Math.min(9, inputs.length) && host.isConnected) {
-        var input = inputs[n - 1];
+      var input = inputs.filter(function (x) { return x.dataset.key && x.dataset.key === e.key; })[0];
+      if (input && !e.ctrlKey && !e.metaKey && !e.altKey && host.isConnected) {
         input.checked = multiple ? !input.checked : true;
         input.dispatchEvent(new Event("change"));
         input.focus();
@@ -509,6 +519,7 @@
       this.svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
       this.svg.setAttribute("viewBox", "0 0 " + this.img.naturalWidth + " " + this.img.naturalHeight);
       this.svg.setAttribute("preserveAspectRatio", "none");
+      this.svg.setAttribute("aria-hidden", "true");  // drawn shapes over the picture; the stage has the name
       this.stage.appendChild(this.svg);
       var self = this;
       this.svg.addEventListener("pointerdown", function (e) { self.stage.focus(); self.down(self.point(e), e); });
@@ -702,7 +713,7 @@
     }
     overlay() {
       ImageAnnotator.prototype.overlay.call(this);
-      this.canvas = h("canvas", {class: "overlay", width: this.img.naturalWidth, height: this.img.naturalHeight});
+      this.canvas = h("canvas", {class: "overlay", "aria-hidden": "true", width: this.img.naturalWidth, height: this.img.naturalHeight});
       this.stage.insertBefore(this.canvas, this.svg);
       this.ctx = this.canvas.getContext("2d");
       this.ctx.imageSmoothingEnabled = false;
