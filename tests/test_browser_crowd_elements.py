@@ -27,7 +27,7 @@ class CrowdTask:
     own HTML form), accepted, open in a page."""
 
     def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0, layout: str = "crowd"):
-        self.ws, self.server, self.name = ws, server, example
+        self.ws, self.server, self.name, self.layout = ws, server, example, layout
         self.dir = tmp_path / example
         shutil.copytree(EXAMPLES / example, self.dir)
         for items in ("items.jsonl", "items.csv"):
@@ -62,7 +62,7 @@ class CrowdTask:
         [row] = Store(self.ws.store_path).db.query(
             "select value, quarantine, answer_xml from assignments where batch = ?", [self.name])
         assert row["quarantine"] is None and result.quarantined == 0, row["quarantine"]
-        assert "taskAnswers" in row["answer_xml"]
+        assert ("taskAnswers" in row["answer_xml"]) == (self.layout == "crowd")
         return json.loads(row["value"])
 
     def image_point(self, x: float, y: float) -> tuple[float, float]:
