@@ -805,7 +805,8 @@ class Marketplace:
             rows = rows[:limit]
             return [{"hitId": r["hit_id"], "hitTypeId": r["hit_type_id"], "title": r["title"],
                      "description": r["description"], "keywords": r["keywords"], "reward": r["reward"],
-                     "assignmentsAvailable": r["available"], "assignmentDurationInSeconds": r["assignment_duration"],
+                     "assignmentsAvailable": r["available"], "maxAssignments": r["max_assignments"],
+                     "assignmentDurationInSeconds": r["assignment_duration"],
                      "expiration": r["expiration"], "requesterAnnotation": r["requester_annotation"]} for r in rows]
 
     def hit_for_worker(self, hit_id: str, worker_id: str | None = None) -> dict[str, Any]:
