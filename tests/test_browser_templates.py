@@ -156,10 +156,13 @@ def test_boxes_draw_move_resize_delete(task):
     first, second = boxes
     assert (first["left"], first["top"], first["width"], first["height"]) == pytest.approx((30, 40, 60, 60), abs=1)
     assert (second["left"], second["top"], second["width"], second["height"]) == pytest.approx((150, 100, 60, 80), abs=1)
-    t.page.keyboard.press("Tab")  # keyboard: select the first box, move it right by 10
+    t.page.keyboard.press("Shift+Tab")  # keyboard: from the second box back to the first, move it right by 10
     t.page.keyboard.press("Shift+ArrowRight")
     moved = json.loads(t.answer_field())["boxes"]
     assert moved[0]["left"] == first["left"] + 10
+    t.page.keyboard.press("Tab")  # to the second box; Tab again leaves the picture: no keyboard trap
+    t.page.keyboard.press("Tab")
+    assert t.page.evaluate("document.activeElement.id") != "canvas"
     t.submit()
     assert t.harvested() == {"image_size": {"width": 320, "height": 240}, "boxes": moved}
 
