@@ -65,10 +65,12 @@ def focus_for_keys(t: CrowdTask) -> None:
 def test_each_hinted_key_picks_its_option(open_task, example, layout):
     t = open_task(example, layout)
     hints = t.page.evaluate(HINTS_JS)
-    if example == "words-text" or (example == "news-entities" and layout == "crowd"):
-        # free text has no shortcuts; crowd-entity-annotation names its keys on its buttons ("person (1)")
-        # and test_browser_crowd_elements.test_entity_annotation_by_selection presses one
+    if example == "words-text":  # free text: no shortcuts
         assert hints == []
+        return
+    if example == "news-entities" and layout == "crowd":
+        assert hints == []
+        entity_keys_mark_their_type(t)
         return
     labels = load_labels(example)
     assert {text for *_, text in hints if text in labels} == set(labels), hints
@@ -85,6 +87,23 @@ def test_each_hinted_key_picks_its_option(open_task, example, layout):
             assert after != before, f"key {key!r} did not toggle {value!r}"
         if kind == "radio" and example == "digits":
             assert key == value  # a digit's key is the digit
+
+
+def entity_keys_mark_their_type(t: CrowdTask) -> None:
+    """crowd-entity-annotation names each type's key on its button ("person (1)"): select the first
+    word by keyboard, press the key, and the word is marked with that type."""
+    buttons = t.page.evaluate("""() => [...document.querySelector('crowd-entity-annotation').shadowRoot
+                                          .querySelectorAll('button[data-label]')].map(b => [b.textContent, b.dataset.label])""")
+    hinted = [(text.rsplit("(", 1)[1].rstrip(")"), label) for text, label in buttons if text.endswith(")")]
+    assert [label for _, label in hinted] == load_labels("news-entities")
+    for key, label in reversed(hinted):
+        t.page.evaluate("() => document.querySelector('crowd-entity-annotation').shadowRoot.querySelector('.crowd-text').focus()")
+        t.page.keyboard.press("Home")
+        for _ in range(5):
+            t.page.keyboard.press("Shift+ArrowRight")
+        t.page.keyboard.press(key)
+        entities = t.page.evaluate("() => document.querySelector('crowd-entity-annotation').value.entities")
+        assert [(e["startOffset"], e["endOffset"], e["label"]) for e in entities] == [(0, 5, label)], (key, entities)
 
 
 def load_labels(example: str) -> list[str]:
