@@ -27,8 +27,8 @@ from annotate.store import Store
 from annotate.tasktypes import get_task_type
 from annotate.workspace import Workspace
 
-EXAMPLES = ("digits", "iris", "shapes-multilabel", "reviews-multilabel", "shapes-boxes", "shapes-segmentation",
-            "news-entities", "words-text")
+EXAMPLES = ("digits", "iris", "reviews-sentiment", "shapes-multilabel", "reviews-multilabel", "shapes-boxes",
+            "shapes-segmentation", "news-entities", "words-text")
 
 
 @dataclass
@@ -161,7 +161,11 @@ def run_demo(
         "seconds": round(harvest_seconds, 2),
     }
     if train and task_type.single_label:
-        summary.update(_train(ws, batch.name, exported))
+        if batch.config.get("training", {}).get("features"):
+            summary.update(_train(ws, batch.name, exported))
+        else:  # e.g. a text: the local model reads numeric columns only
+            summary["training"] = ("skipped: the local scikit-learn model reads numeric columns, and "
+                                   "training.features names none")
     return summary
 
 

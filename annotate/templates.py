@@ -62,9 +62,18 @@ class _Loader(jinja2.FileSystemLoader):
                             file=str(path), line=line) from None
 
 
+def shortcut_keys(labels: list[str]) -> list[str | None]:
+    """The key that picks each label, as the choice lists hint it: the label itself when every
+    label is a distinct single digit (digits: key 3 picks "3", not the fourth label), else 1-9 and
+    0 by position; None past the tenth."""
+    if len(set(labels)) == len(labels) and all(len(str(label)) == 1 and str(label).isdigit() for label in labels):
+        return [str(label) for label in labels]
+    return [str((i + 1) % 10) if i < 10 else None for i in range(len(labels))]
+
+
 def environment(batch_dir: Path | None = None) -> jinja2.Environment:
     search = ([str(batch_dir)] if batch_dir else []) + [str(templates_dir())]
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=_Loader(search),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -72,6 +81,8 @@ def environment(batch_dir: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["shortcut_keys"] = shortcut_keys
+    return env
 
 
 def xml_parser():

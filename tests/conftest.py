@@ -48,6 +48,41 @@ def mturk(srv):
     return client(srv.url, retries=False)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download); the browser tests
+    skip, saying why, where either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - depends on the machine
+        pytest.skip("Playwright is not installed (pip install playwright; no browser download is needed)")
+    from annotate.preview import CHROMIUM_ARGS, chromium_path
+
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium binary (Debian: apt-get install -y chromium chromium-driver)")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS[1:], headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto's S3, SQS and SageMaker with test credentials, and a bucket `annotate-test`; yields a boto3 Session."""
+    import boto3
+    from moto import mock_aws
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        session.client("s3").create_bucket(Bucket="annotate-test")
+        yield session
+
+
 def make_batch(root: Path, *, name: str = "iris-small", items: int = 12, extra_toml: str = "", **overrides) -> Path:
     """A copy of the iris example cut to `items` rows, with settings overridden by `extra_toml` text."""
     batch = root / name

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_browser_templates import browser  # noqa: F401  (the shared Chromium fixture)
 
 from annotate.demo import use_crowd_template
 from annotate.harvest import harvest
@@ -24,10 +23,11 @@ pytestmark = pytest.mark.browser
 
 
 class CrowdTask:
-    """One item of an example, posted with its crowd-element layout, accepted, open in a page."""
+    """One item of an example, posted with its crowd-element layout (or, with layout="plain", its
+    own HTML form), accepted, open in a page."""
 
-    def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0):  # noqa: F811
-        self.ws, self.server, self.name = ws, server, example
+    def __init__(self, ws, server, browser, tmp_path: Path, example: str, item: int = 0, layout: str = "crowd"):
+        self.ws, self.server, self.name, self.layout = ws, server, example, layout
         self.dir = tmp_path / example
         shutil.copytree(EXAMPLES / example, self.dir)
         for items in ("items.jsonl", "items.csv"):
@@ -36,7 +36,8 @@ class CrowdTask:
                 lines = path.read_text().splitlines()
                 keep = lines[:1] + [lines[1 + item]] if items.endswith(".csv") else [lines[item]]
                 path.write_text("\n".join(keep) + "\n")
-        use_crowd_template(self.dir)
+        if layout == "crowd":
+            use_crowd_template(self.dir)
         toml = (self.dir / "batch.toml").read_text().replace("[consensus]\n", "[consensus]\ninitial_assignments = 1\n")
         (self.dir / "batch.toml").write_text(toml)
         post_batch(ws, self.dir, target="local", endpoint_url=server.url, remember_endpoint=False)
@@ -48,7 +49,7 @@ class CrowdTask:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.goto(server.url + location, wait_until="load")
-        self.page.wait_for_selector("crowd-form form, crowd-entity-annotation")
+        self.page.wait_for_selector("crowd-form form, crowd-entity-annotation" if layout == "crowd" else "#mturk_form")
 
     def submit(self) -> None:
         with self.page.expect_navigation():
@@ -61,7 +62,7 @@ class CrowdTask:
         [row] = Store(self.ws.store_path).db.query(
             "select value, quarantine, answer_xml from assignments where batch = ?", [self.name])
         assert row["quarantine"] is None and result.quarantined == 0, row["quarantine"]
-        assert "taskAnswers" in row["answer_xml"]
+        assert ("taskAnswers" in row["answer_xml"]) == (self.layout == "crowd")
         return json.loads(row["value"])
 
     def image_point(self, x: float, y: float) -> tuple[float, float]:
@@ -78,20 +79,20 @@ def gold(example: str, item: int = 0):
     return json.loads(line)
 
 
-def test_image_classifier_by_keyboard(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_image_classifier_by_keyboard(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "digits")
     digit = (EXAMPLES / "digits" / "items.csv").read_text().splitlines()[1].rsplit(",", 1)[1]
     # Submitting with nothing chosen is refused, with a message.
     task.page.get_by_role("button", name="Submit").click()
     assert "choose a category" in task.page.locator(".crowd-error").inner_text().lower()
     task.page.locator("body").click(position={"x": 5, "y": 5})
-    task.page.keyboard.press(str(int(digit) + 1))  # keys 1-9 pick the labels in order: "0" is key 1
+    task.page.keyboard.press(digit)  # a digit's own key picks it (not the label in that position)
     assert task.page.get_by_role("radio", name=digit, exact=True).is_checked()
     task.submit()
     assert task.harvested() == digit
 
 
-def test_classifier_by_mouse(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_classifier_by_mouse(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "iris")
     assert task.page.locator("classification-target").inner_text().count("cm") == 0  # the item's columns
     task.page.get_by_text("versicolor", exact=True).click()
@@ -99,7 +100,7 @@ def test_classifier_by_mouse(ws, marketplace, browser, tmp_path):  # noqa: F811
     assert task.harvested() == "versicolor"
 
 
-def test_multi_select(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_multi_select(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "reviews-multilabel")
     task.page.get_by_text("price", exact=True).click()
     task.page.locator("body").click(position={"x": 5, "y": 5})
@@ -108,7 +109,7 @@ def test_multi_select(ws, marketplace, browser, tmp_path):  # noqa: F811
     assert task.harvested() == ["price", "service"]
 
 
-def test_bounding_box_by_mouse_and_keys(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_bounding_box_by_mouse_and_keys(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "shapes-boxes")
     want = gold("shapes-boxes")["boxes"]["boxes"][0]
     labels = ["circle", "square", "triangle"]
@@ -134,7 +135,7 @@ def test_bounding_box_by_mouse_and_keys(ws, marketplace, browser, tmp_path):  # 
         assert abs(box[key] - want[key]) <= 2, (box, want)
 
 
-def test_semantic_segmentation_polygon(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_semantic_segmentation_polygon(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "shapes-segmentation")
     truth = gold("shapes-segmentation")["mask"]
     polygon = truth["polygons"][0]
@@ -153,7 +154,7 @@ def test_semantic_segmentation_polygon(ws, marketplace, browser, tmp_path):  # n
     assert mask.any()
 
 
-def test_entity_annotation_by_selection(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_entity_annotation_by_selection(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "news-entities")
     item = gold("news-entities")
     entity = item["entities"][0]
@@ -177,7 +178,7 @@ def test_entity_annotation_by_selection(ws, marketplace, browser, tmp_path):  # 
     assert task.harvested() == {"entities": [entity]}
 
 
-def test_free_text_with_enter(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_free_text_with_enter(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "words-text")
     word = gold("words-text")["word"]
     task.page.get_by_label("Your answer").fill(word)
@@ -186,7 +187,7 @@ def test_free_text_with_enter(ws, marketplace, browser, tmp_path):  # noqa: F811
     assert task.harvested() == word
 
 
-def test_preview_cannot_submit(ws, marketplace, browser, tmp_path):  # noqa: F811
+def test_preview_cannot_submit(ws, marketplace, browser, tmp_path):
     task = CrowdTask(ws, marketplace, browser, tmp_path, "iris")
     [hit] = Store(ws.store_path).hits("iris", created=True)
     task.page.goto(f"{marketplace.url}/worker/task?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId={hit['hit_id']}")

@@ -21,32 +21,13 @@ import pytest
 
 from annotate.harvest import harvest
 from annotate.post import post_batch
-from annotate.preview import CHROMIUM_ARGS, chromium_path
 from annotate.store import Store
 from annotate.tasktypes.semantic_segmentation import decode_mask
 from conftest import EXAMPLES
 
 pytestmark = pytest.mark.browser
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
 SHOTS = os.environ.get("ANNOTATE_BROWSER_SHOTS")  # a folder: keep a screenshot of each finished task
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if sync_playwright is None:
-        pytest.skip("Playwright is not installed (pip install playwright; no browser download is needed)")
-    path = chromium_path()
-    if path is None:
-        pytest.skip("no Chromium binary (Debian: apt-get install -y chromium chromium-driver)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS[1:], headless=True)
-        yield instance
-        instance.close()
 
 
 class Task:
@@ -175,10 +156,13 @@ def test_boxes_draw_move_resize_delete(task):
     first, second = boxes
     assert (first["left"], first["top"], first["width"], first["height"]) == pytest.approx((30, 40, 60, 60), abs=1)
     assert (second["left"], second["top"], second["width"], second["height"]) == pytest.approx((150, 100, 60, 80), abs=1)
-    t.page.keyboard.press("Tab")  # keyboard: select the first box, move it right by 10
+    t.page.keyboard.press("Shift+Tab")  # keyboard: from the second box back to the first, move it right by 10
     t.page.keyboard.press("Shift+ArrowRight")
     moved = json.loads(t.answer_field())["boxes"]
     assert moved[0]["left"] == first["left"] + 10
+    t.page.keyboard.press("Tab")  # to the second box; Tab again leaves the picture: no keyboard trap
+    t.page.keyboard.press("Tab")
+    assert t.page.evaluate("document.activeElement.id") != "canvas"
     t.submit()
     assert t.harvested() == {"image_size": {"width": 320, "height": 240}, "boxes": moved}
 

@@ -12,14 +12,8 @@ import pytest
 from conftest_marketplace import FakeClock, accept, client, external_question, hit_params
 
 from annotate.marketplace import MarketplaceServer
-from annotate.preview import CHROMIUM_ARGS, chromium_path
 
 pytestmark = pytest.mark.browser
-
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
 
 WORKER = "AWORKERONE1234"
 
@@ -62,19 +56,6 @@ def site():
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if sync_playwright is None:
-        pytest.skip("Playwright is not installed (pip install playwright; no browser download is needed)")
-    path = chromium_path()
-    if path is None:
-        pytest.skip("no Chromium binary (Debian: apt-get install -y chromium chromium-driver)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS[1:], headless=True)
-        yield instance
-        instance.close()
 
 
 def test_framed_external_question_submits_from_the_frame(tmp_path, site, browser):

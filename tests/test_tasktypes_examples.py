@@ -143,3 +143,44 @@ def test_single_label_templates_offer_one_choice_per_label(tmp_path, template, c
     [form] = parse_forms(html)
     assert choice_groups(form) == {"shapes": ["circle", "square", "triangle"]}
     assert (value in html) if column == "source" else (local_media_prefix(tmp_path / "b") + value in html)
+
+
+def test_every_ground_truth_task_type_has_an_example():
+    from annotate.demo import EXAMPLES as DEMO_EXAMPLES
+    from annotate.demo import available_examples
+    from annotate.tasktypes import TASK_TYPES
+
+    covered = {load_batch(EXAMPLES / name).task_type for name in available_examples()}
+    assert covered == set(TASK_TYPES)
+    assert set(DEMO_EXAMPLES) == set(available_examples())
+
+
+def test_text_sentiment_demo_plain_and_crowd_at_seed_0(tmp_path):
+    """reviews-sentiment, the single-label text example: labelled against its hidden gold, its known
+    answers scoring workers and left out of the export, the same figures on a second run, and the
+    same work done through the crowd-classifier layout."""
+    runs = [run_demo("reviews-sentiment", tmp_path / str(n), seed=0, timeout=240) for n in range(2)]
+    crowd = run_demo("reviews-sentiment", tmp_path / "crowd", seed=0, timeout=240, template="crowd")
+    first = runs[0]
+    assert {k: v for k, v in first.items() if k != "seconds" and "/" not in str(v)} == \
+        {k: v for k, v in runs[1].items() if k != "seconds" and "/" not in str(v)}
+    batch = load_batch(EXAMPLES / "reviews-sentiment")
+    known = {i.id for i in batch.items if i.known}
+    assert len(known) == 4 and batch.labels == ["positive", "neutral", "negative"]
+    for summary in (first, crowd):
+        assert summary["labelled"] + summary["unresolved"] == summary["items"] - len(known)
+        assert summary["accuracy"] >= 0.85, summary
+        assert summary["training"].startswith("skipped: ") and "model_accuracy" not in summary
+        lines = [json.loads(x) for x in Path(summary["manifest"]).read_text().splitlines()]
+        assert len(lines) == summary["labelled"]
+        texts = {i.data["source"]: i.id for i in batch.items}
+        assert not known & {texts[x["source"]] for x in lines}
+        for line in lines:
+            meta = line["sentiment-metadata"]
+            assert meta["type"] == "groundtruth/text-classification" and META_KEYS <= set(meta)
+            assert batch.labels[line["sentiment"]] == meta["class-name"]
+    from annotate.store import Store
+    from annotate.workspace import Workspace
+
+    stored = Store(Workspace.resolve(crowd["home"]).store_path)
+    assert all("taskAnswers" in r[0] for r in stored.db.execute("select answer_xml from assignments"))

@@ -7,9 +7,7 @@ import json
 import re
 import tarfile
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from annotate.errors import UserError
 from annotate.sagemaker import (TrainingSettings, deploy_aws, plan_training, predict, prepare_deploy_aws,
@@ -20,18 +18,6 @@ from test_training_support import (IRIS_FEATURES, boxes_export, digits_export, i
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 PREFIX = "s3://annotate-test/jobs"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        session.client("s3").create_bucket(Bucket="annotate-test")
-        yield session
 
 
 def capture(session, operation):

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from click.testing import CliRunner
-from moto import mock_aws
 
 import annotate.cli.train as train_cli
 from annotate.cli import cli
@@ -19,18 +17,6 @@ from test_training_support import boxes_export, local_digits_export, segmentatio
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 PREFIX = "s3://annotate-test/jobs"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        session.client("s3").create_bucket(Bucket="annotate-test")
-        yield session
 
 
 def batch_settings(**extra):

@@ -11,10 +11,8 @@ import json
 import sys
 import urllib.parse
 
-import boto3
 import pytest
 from click.testing import CliRunner
-from moto import mock_aws
 from PIL import Image
 
 from annotate.cli import cli
@@ -167,15 +165,6 @@ def test_readme_quickstart_predict_runs_as_written(tmp_path, monkeypatch):
         assert refused.exit_code == 2 and "bare row" in refused.output
     finally:
         annotate("teardown", job, "--yes")
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield boto3.Session(region_name="us-east-1")
 
 
 def test_aws_model_error_and_non_json_answers_are_messages(aws, tmp_path):

@@ -154,27 +154,6 @@ def test_favicon(srv):
 
 # -- in Chromium ---------------------------------------------------------------------------------
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from annotate.preview import CHROMIUM_ARGS, chromium_path
-
-    if sync_playwright is None:
-        pytest.skip("Playwright is not installed (pip install playwright; no browser download is needed)")
-    path = chromium_path()
-    if path is None:
-        pytest.skip("no Chromium binary (Debian: apt-get install -y chromium chromium-driver)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS[1:], headless=True)
-        yield instance
-        instance.close()
-
-
 @pytest.mark.browser
 def test_a_person_finds_a_group_and_accepts_in_chromium(srv, mturk, browser):
     tall = mturk.create_hit(**hit_params(Title="Tall task", MaxAssignments=2,

@@ -42,7 +42,7 @@ def demo(example, workdir, seed, workers, spammers, no_train, template, as_json)
     table.add_column(style="bold")
     table.add_column()
     for key in ("items", "labelled", "unresolved", "accuracy", "assignments", "answers_per_item", "cost_usd",
-                "model_accuracy", "seconds", "manifest", "csv"):
+                "model_accuracy", "training", "seconds", "manifest", "csv"):
         if key in summary:
             table.add_row(key.replace("_", " "), str(summary[key]))
     err.print(table)

@@ -55,12 +55,17 @@ def marketplace() -> None:
 @click.option("--locales", default="US=1", show_default=True, metavar="CC=SHARE,...",
               help="Simulated workers' countries (the Worker_Locale qualification), e.g. US=0.8,IN=0.2.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the simulated crowd.")
+@click.option("--fill-to", "fill_to", type=click.IntRange(1, None), default=None, metavar="N",
+              help="With --crowd simulated: only top up what people leave, to N assignments a HIT, taking slots "
+                   "that stood open for --fill-after seconds (so a person alone can finish multi-assignment HITs).")
+@click.option("--fill-after", "fill_after", type=click.FloatRange(0, None), default=30.0, show_default=True,
+              metavar="SECONDS", help="How long a HIT's open slots wait for people before --fill-to tops them up.")
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.pass_obj
 def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold_from: str | None,
           answers_csv: str | None, annotation_prefix: str, mode: str, faults: str | None, media_roots: tuple[str, ...],
           layout_specs: tuple[str, ...], notification_endpoint: str | None, workers: int, spammers: float, locales: str,
-          seed: int, verbose: bool) -> None:
+          seed: int, fill_to: int | None, fill_after: float, verbose: bool) -> None:
     """Serve the marketplace until Ctrl-C (SIGINT) or SIGTERM."""
     from annotate.interrupt import stop_on_signals
     from annotate.marketplace import MarketplaceServer
@@ -70,6 +75,8 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
 
     if gold_from and crowd != "simulated":
         raise UserError("--gold-from needs --crowd simulated", field="--gold-from")
+    if fill_to is not None and crowd != "simulated":
+        raise UserError("--fill-to needs --crowd simulated", field="--fill-to")
     if (answers_csv is not None) != (crowd == "replay"):
         raise UserError("--crowd replay and --answers go together", field="--answers")
     source = "--faults" if faults is not None else ENV_VAR
@@ -113,9 +120,11 @@ def serve(workspace, host: str, port: int, db_path: str | None, crowd: str, gold
                 click.echo(f"notifications to:   {srv.deliverer.endpoint_url}")
             if crowd == "simulated":
                 simulated = SimulatedCrowd(srv.url, gold, workers=workers, spammer_share=spammers, seed=seed,
-                                           locales=shares)
+                                           locales=shares, fill_to=fill_to, fill_after=fill_after)
                 click.echo(f"simulated crowd:    {workers} workers, {spammers:.0%} spammers, "
                            f"{len(gold)} gold labels, seed {seed}, locales {locales}")
+                if fill_to is not None:
+                    click.echo(f"crowd tops up:      to {fill_to} assignment(s) a HIT, slots open {fill_after:g} s")
             elif crowd == "replay":
                 assert answers_csv is not None
                 try:

@@ -32,6 +32,7 @@ import random
 import re
 import string
 import threading
+import time
 import urllib.request
 from html import unescape
 from html.parser import HTMLParser
@@ -404,9 +405,19 @@ class SimulatedCrowd(HTTPCrowd):
 
     def __init__(self, url: str, gold: Mapping[str, str] | None = None, workers: int = 30,
                  accuracy: tuple[float, float] = (0.75, 0.97), spammer_share: float = 0.1, seed: int = 0,
-                 locales: Mapping[str, float] | None = None, adult_share: float = 0.0, masters_share: float = 0.0):
+                 locales: Mapping[str, float] | None = None, adult_share: float = 0.0, masters_share: float = 0.0,
+                 fill_to: int | None = None, fill_after: float = 30.0, clock: Callable[[], float] = time.monotonic):
         """`locales`: share of workers per country (ISO code -> share, summing to 1; default all US);
-        `adult_share`, `masters_share`: shares holding the Adult and Masters qualifications."""
+        `adult_share`, `masters_share`: shares holding the Adult and Masters qualifications.
+
+        `fill_to`: a crowd that only tops up what people leave. It takes a HIT's slots only once
+        they have stood open, untouched, for `fill_after` seconds (by `clock`), and only until the
+        HIT holds `fill_to` assignments (people's included, submitted or in hand). A person alone
+        can then finish HITs that need two or more workers. None: take every slot at once."""
+        if fill_to is not None and fill_to < 1:
+            raise ValueError("fill_to must be at least 1")
+        if fill_after < 0:
+            raise ValueError("fill_after must not be negative")
         if workers < 1:
             raise ValueError("a crowd needs at least one worker")
         if not 0 <= spammer_share <= 1:
@@ -432,6 +443,8 @@ class SimulatedCrowd(HTTPCrowd):
         self._next = 0
         self._done: set[tuple[str, str]] = set()
         self._blocked: set[str] = set()
+        self.fill_to, self.fill_after, self._clock = fill_to, fill_after, clock
+        self._open_since: dict[str, tuple[int, float]] = {}  # HIT id -> (slots open, since when)
 
     # -- choosing ---------------------------------------------------------------------------
 
@@ -565,6 +578,20 @@ class SimulatedCrowd(HTTPCrowd):
                                  "correct": None if gold is None else record["answer"] == gold})
         return "submitted"
 
+    def _slots(self, hit: dict[str, Any]) -> int:
+        """How many of a listed HIT's open slots to take now (all of them, without fill_to)."""
+        available = hit["assignmentsAvailable"]
+        if self.fill_to is None:
+            return available
+        now, seen = self._clock(), self._open_since.get(hit["hitId"])
+        if seen is None or seen[0] != available:  # new to us, or someone took a slot: wait afresh
+            self._open_since[hit["hitId"]] = (available, now)
+            return 0
+        if now - seen[1] < self.fill_after:
+            return 0
+        held = hit["maxAssignments"] - available  # submitted or in someone's hands
+        return max(0, min(available, self.fill_to - held))
+
     def send_profiles(self) -> None:
         """Tell the marketplace each worker's locale, adult and masters standing (once)."""
         for worker in self.workers:
@@ -585,7 +612,7 @@ class SimulatedCrowd(HTTPCrowd):
                 self.send_profiles()
             submitted = 0
             for hit in self.listing():
-                for _ in range(hit["assignmentsAvailable"]):
+                for _ in range(self._slots(hit)):
                     if limit is not None and submitted >= limit:
                         return submitted
                     outcome = None

@@ -33,10 +33,7 @@ PATH = "/worker/uploads/"
 class FileUploads:
     def __init__(self, backend: "Marketplace"):
         self.backend = backend
-        with backend._tx() as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        backend.create_tables(SCHEMA)
 
     @staticmethod
     def store(conn: sqlite3.Connection, assignment_id: str, question_id: str, upload: Upload, now: float) -> str:

@@ -213,6 +213,13 @@ CREATE TABLE IF NOT EXISTS returns (
 """
 
 
+def create_tables(conn: sqlite3.Connection, schema: str) -> None:
+    """Run a schema's statements one by one: executescript would commit the open transaction."""
+    for statement in schema.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 class Marketplace:
     """The backend. Thread-safe: one SQLite connection per thread, one transaction per call."""
 
@@ -227,11 +234,9 @@ class Marketplace:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         with self._tx() as c:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    c.execute(statement)
+            create_tables(c, SCHEMA)
             c.execute("INSERT OR IGNORE INTO account (id, balance) VALUES (1, ?)", (format_money(START_BALANCE),))
-            outbox.create_schema(c)
+            create_tables(c, outbox.SCHEMA)
             from annotate.marketplace import layouts  # imports this module
             layouts.create_schema(c)
         # Split out by concept (they import this module, hence here).
@@ -263,6 +268,11 @@ class Marketplace:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def create_tables(self, schema: str) -> None:
+        """A concept's own tables (CREATE … IF NOT EXISTS statements), in one transaction."""
+        with self._tx() as conn:
+            create_tables(conn, schema)
 
     def now(self) -> float:
         return float(self.clock())
@@ -795,7 +805,8 @@ class Marketplace:
             rows = rows[:limit]
             return [{"hitId": r["hit_id"], "hitTypeId": r["hit_type_id"], "title": r["title"],
                      "description": r["description"], "keywords": r["keywords"], "reward": r["reward"],
-                     "assignmentsAvailable": r["available"], "assignmentDurationInSeconds": r["assignment_duration"],
+                     "assignmentsAvailable": r["available"], "maxAssignments": r["max_assignments"],
+                     "assignmentDurationInSeconds": r["assignment_duration"],
                      "expiration": r["expiration"], "requesterAnnotation": r["requester_annotation"]} for r in rows]
 
     def hit_for_worker(self, hit_id: str, worker_id: str | None = None) -> dict[str, Any]:

@@ -29,12 +29,6 @@ CREATE INDEX IF NOT EXISTS notification_outbox_due ON notification_outbox (state
 """
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
 def timestamp(epoch: float) -> str:
     """MTurk's EventTimestamp: UTC, whole seconds, Z."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

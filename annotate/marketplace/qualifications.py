@@ -110,10 +110,8 @@ def guarded_actions(requirement: dict[str, Any]) -> tuple[str, ...]:
 class Qualifications:
     def __init__(self, backend: "Marketplace"):
         self.backend = backend
+        backend.create_tables(SCHEMA)
         with backend._tx() as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
             for type_id, (name, description) in SYSTEM_TYPES.items():
                 conn.execute("INSERT OR IGNORE INTO qualification_types (qualification_type_id, system, name, "
                              "description, status, creation_time) VALUES (?, 1, ?, ?, 'Active', 0)",

@@ -385,14 +385,25 @@
   }
 
   // ------------------------------------------------------------------ classifiers
+  /* The key that picks each choice: the label itself when every label is one distinct digit (a
+   * digit "3" is key 3), else 1-9 and 0 by position (annotate.templates.shortcut_keys). */
+  function shortcutKeys(names) {
+    var digits = names.every(function (n) { return /^[0-9]$/.test(n); }) &&
+                 names.every(function (n, i) { return names.indexOf(n) === i; });
+    return names.map(function (n, i) { return digits ? n : (i < 10 ? String((i + 1) % 10) : null); });
+  }
+
   /* A list of choices with number keys, shared by the three classifiers. */
   function choiceList(host, categories, multiple, onChange) {
     var group = nextId("crowd-choice");
-    var list = h("div", {class: "crowd-choices crowd-internal", role: multiple ? "group" : "radiogroup"});
+    var list = h("div", {class: "crowd-choices crowd-internal", role: multiple ? "group" : "radiogroup",
+                         "aria-label": host.getAttribute("header") || "choices"});
+    var keys = shortcutKeys(categories.map(labelName));
     var inputs = categories.map(function (cat, i) {
       var input = h("input", {type: multiple ? "checkbox" : "radio", name: group, value: labelName(cat)});
+      input.dataset.key = keys[i] || "";
       var row = h("label", {class: "crowd-choice"}, [input, h("span", {text: labelName(cat)}),
-                   i < 9 ? h("span", {class: "crowd-key", "aria-hidden": "true", text: String(i + 1)}) : null]);
+                   keys[i] ? h("span", {class: "crowd-key", "aria-hidden": "true", text: keys[i]}) : null]);
       input.addEventListener("change", function () {
         inputs.forEach(function (x) { x.parentNode.classList.toggle("on", x.checked); });
         if (onChange) { onChange(input); }
@@ -402,9 +413,8 @@
     });
     document.addEventListener("keydown", function (e) {
       if (e.target && /^(INPUT|TEXTAREA)$/.test(e.target.tagName) && e.target.type !== "radio" && e.target.type !== "checkbox") { return; }
-      var n = parseInt(e.key, 10);
-      if (n >= 1 && n <= Math.min(9, inputs.length) && host.isConnected) {
-        var input = inputs[n - 1];
+      var input = inputs.filter(function (x) { return x.dataset.key && x.dataset.key === e.key; })[0];
+      if (input && !e.ctrlKey && !e.metaKey && !e.altKey && host.isConnected) {
         input.checked = multiple ? !input.checked : true;
         input.dispatchEvent(new Event("change"));
         input.focus();
@@ -509,6 +519,7 @@
       this.svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
       this.svg.setAttribute("viewBox", "0 0 " + this.img.naturalWidth + " " + this.img.naturalHeight);
       this.svg.setAttribute("preserveAspectRatio", "none");
+      this.svg.setAttribute("aria-hidden", "true");  // drawn shapes over the picture; the stage has the name
       this.stage.appendChild(this.svg);
       var self = this;
       this.svg.addEventListener("pointerdown", function (e) { self.stage.focus(); self.down(self.point(e), e); });
@@ -565,9 +576,18 @@
     }
     onKey(e) {
       if (e.key === "Delete" || e.key === "Backspace") { this.removeSelected(); e.preventDefault(); }
+      if ((e.key === "n" || e.key === "N") && !e.ctrlKey && !e.metaKey) {  // keyboard only: a new box in the middle
+        var w = this.img.naturalWidth, hgt = this.img.naturalHeight, bw = Math.max(2, Math.round(w / 4)), bh = Math.max(2, Math.round(hgt / 4));
+        this.shapes.push({label: this.labels[this.current], left: Math.round((w - bw) / 2), top: Math.round((hgt - bh) / 2), width: bw, height: bh});
+        this.selected = this.shapes.length - 1; this.redraw(); e.preventDefault(); return;
+      }
       var step = e.shiftKey ? 10 : 1, b = this.shapes[this.selected];
       var moves = {ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step]};
-      if (b && moves[e.key]) { b.left = Math.max(0, b.left + moves[e.key][0]); b.top = Math.max(0, b.top + moves[e.key][1]); this.redraw(); e.preventDefault(); }
+      if (b && moves[e.key] && e.altKey) {  // Alt: resize from the bottom-right corner
+        b.width = Math.max(1, Math.min(this.img.naturalWidth - b.left, b.width + moves[e.key][0]));
+        b.height = Math.max(1, Math.min(this.img.naturalHeight - b.top, b.height + moves[e.key][1]));
+        this.redraw(); e.preventDefault();
+      } else if (b && moves[e.key]) { b.left = Math.max(0, b.left + moves[e.key][0]); b.top = Math.max(0, b.top + moves[e.key][1]); this.redraw(); e.preventDefault(); }
     }
     removeSelected() {
       if (this.selected !== undefined && this.shapes[this.selected]) { this.shapes.splice(this.selected, 1); this.selected = undefined; this.redraw(); }
@@ -702,12 +722,16 @@
     }
     overlay() {
       ImageAnnotator.prototype.overlay.call(this);
-      this.canvas = h("canvas", {class: "overlay", width: this.img.naturalWidth, height: this.img.naturalHeight});
+      this.canvas = h("canvas", {class: "overlay", "aria-hidden": "true", width: this.img.naturalWidth, height: this.img.naturalHeight});
       this.stage.insertBefore(this.canvas, this.svg);
       this.ctx = this.canvas.getContext("2d");
       this.ctx.imageSmoothingEnabled = false;
       this.open = [];
       this.painted = false;
+      this.cross = {x: Math.floor(this.img.naturalWidth / 2), y: Math.floor(this.img.naturalHeight / 2)};
+      var self = this;
+      this.stage.addEventListener("focus", function () { self.redraw(); });
+      this.stage.addEventListener("blur", function () { self.redraw(); });
     }
     setInitial() {
       var init = literalAttr(this, "initial-value", null);
@@ -738,7 +762,18 @@
     }
     move(p) { if (this.last) { this.line(this.last, p); this.last = p; } }
     up() { this.last = null; }
-    onKey(e) { if (e.key === "Enter") { this.fillOpen(); e.preventDefault(); } if (e.key === "Escape") { this.open = []; this.redraw(); } }
+    onKey(e) {
+      if (e.key === "Enter") { this.fillOpen(); e.preventDefault(); }
+      if (e.key === "Escape") { this.open = []; this.redraw(); }
+      // Keyboard only: the arrows move a cross (Shift: 10 px), Space drops a polygon corner there.
+      var step = e.shiftKey ? 10 : 1, c = this.cross;
+      var moves = {ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step]};
+      if (moves[e.key]) {
+        c.x = Math.max(0, Math.min(this.img.naturalWidth - 1, c.x + moves[e.key][0]));
+        c.y = Math.max(0, Math.min(this.img.naturalHeight - 1, c.y + moves[e.key][1]));
+        this.redraw(); e.preventDefault();
+      } else if (e.key === " ") { this.open.push({x: c.x, y: c.y}); this.redraw(); e.preventDefault(); }
+    }
     /* Even-odd scanline fill of the open polygon, written into the pixels directly. */
     fillOpen() {
       var poly = this.open; this.open = [];
@@ -773,6 +808,11 @@
                                                      fill: "none", stroke: this.color(this.current), "stroke-width": Math.max(1, this.img.naturalWidth / 200)}));
         this.open.forEach(function (v) { self.svg.appendChild(self.svgEl("circle", {cx: v.x, cy: v.y, r: Math.max(1.5, self.img.naturalWidth / 150), fill: self.color(self.current)})); });
       }
+      if (this.cross && this.stage.matches(":focus")) {  // the keyboard's cross
+        var c = this.cross, r = Math.max(3, this.img.naturalWidth / 40), sw = Math.max(1, this.img.naturalWidth / 300);
+        this.svg.appendChild(this.svgEl("path", {d: "M" + (c.x - r) + " " + c.y + "H" + (c.x + r) + "M" + c.x + " " + (c.y - r) + "V" + (c.y + r),
+                                                 stroke: "#000", "stroke-width": sw, fill: "none"}));
+      }
     }
     get value() {
       var mappings = {}, self = this;
@@ -797,7 +837,7 @@
       var root = this.attachShadow({mode: "open"});
       addStyle(root);
       var self = this;
-      this.body = h("div", {class: "crowd-text crowd-internal", tabindex: "0", "aria-label": "text to annotate — select words, then press a label's number"});
+      this.body = h("div", {class: "crowd-text crowd-internal", tabindex: "0", "aria-label": "text to annotate — select words (or Shift+arrows), then press a label's number"});
       var buttons = h("div", {class: "crowd-tools crowd-internal", role: "group", "aria-label": "labels"});
       this.labels.forEach(function (l, i) {
         buttons.appendChild(h("button", {type: "button", class: "crowd-btn", "data-label": l.label,
@@ -815,9 +855,17 @@
       while (this.firstChild) { form.appendChild(this.firstChild); }
       root.appendChild(form);
       this._form = form;
+      // Keyboard only: Home/End and the arrows move a caret in the text, Shift+arrows select from it.
+      this.caret = {anchor: 0, focus: 0};
       this.body.addEventListener("keydown", function (e) {
-        var n = parseInt(e.key, 10);
-        if (n >= 1 && n <= Math.min(9, self.labels.length)) { self.mark(n - 1); e.preventDefault(); }
+        var n = parseInt(e.key, 10), c = self.caret, len = self.text.length;
+        if (n >= 1 && n <= Math.min(9, self.labels.length)) { self.mark(n - 1); e.preventDefault(); return; }
+        var to = {Home: 0, End: len, ArrowLeft: c.focus - 1, ArrowRight: c.focus + 1}[e.key];
+        if (to === undefined) { return; }
+        c.focus = Math.max(0, Math.min(len, to));
+        if (!e.shiftKey) { c.anchor = c.focus; }
+        self.selectOffsets(Math.min(c.anchor, c.focus), Math.max(c.anchor, c.focus));
+        e.preventDefault();
       });
       this.render();
       // The shadow form's own submit collects this element's value under its name.
@@ -849,6 +897,26 @@
       while (start < end && /\s/.test(this.text[start])) { start++; }  // selections grab spaces; spans should not
       while (end > start && /\s/.test(this.text[end - 1])) { end--; }
       return end > start ? {start: start, end: end} : null;
+    }
+    /* Select characters start..end of the text (the inverse of selectionOffsets). */
+    selectOffsets(start, end) {
+      var self = this, at = [];
+      [start, end].forEach(function (want) {
+        var walker = document.createTreeWalker(self.body, NodeFilter.SHOW_TEXT, {acceptNode: function (n) {
+          return n.parentNode.closest("button") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT; }});
+        var total = 0, n, last = null;
+        while ((n = walker.nextNode())) {
+          if (total + n.textContent.length >= want) { at.push([n, want - total]); return; }
+          total += n.textContent.length; last = n;
+        }
+        at.push(last ? [last, last.textContent.length] : [self.body, 0]);
+      });
+      var range = document.createRange();
+      range.setStart(at[0][0], at[0][1]);
+      range.setEnd(at[1][0], at[1][1]);
+      var sel = (this.shadowRoot.getSelection && this.shadowRoot.getSelection()) || window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
     }
     mark(i) {
       var o = this.selectionOffsets();
