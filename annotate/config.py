@@ -37,6 +37,10 @@ batch.toml:
     [budget]
     max_usd = "25.00"                # hard cap for the batch: posting and extending never pass it
 
+    [workers]                        # a qualification test (annotate.qualification_test)
+    test = "known"                   # from the known-answer items, or a CSV/JSONL file of questions
+    test_questions = 5; passing_score = 80; retry_delay = "1d"; test_duration = "10m"
+
     [training]                       # read by `annotate train`
     features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 """

@@ -138,17 +138,14 @@ def load_test(w: dict, *, file: str, root: Path, name: str, items: Sequence, lab
 def _item_question(item, labels: list[str]) -> TestQuestion:
     """A known-answer item as a question: its picture (source-ref) or text, never its answer."""
     data = dict(item.data)
-    image = None
-    for key in ("source-ref",):
-        if data.get(key) not in (None, ""):
-            image = str(data[key])
+    image = str(data["source-ref"]) if data.get("source-ref") not in (None, "") else None
     lines = []
     if image is None:
         if data.get("source") not in (None, ""):
             lines.append(str(data["source"]))
-        else:
+        else:  # every input column but the id (the answer's column is not in `data`)
             lines += [f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in data.items()
-                      if k not in ("id",) and v not in (None, "")]
+                      if str(v) != item.id and v not in (None, "")]
     return TestQuestion(tuple(lines), image, tuple(labels), str(item.known))
 
 

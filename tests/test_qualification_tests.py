@@ -62,6 +62,9 @@ def test_the_test_is_built_from_known_answers_chosen_the_same_way_every_time_and
     form = question_form.parse(request["Test"])
     key = answer_key.parse(request["AnswerKey"], form)
     assert [q.identifier for q in form.questions] == ["q1", "q2", "q3", "q4", "q5"]
+    # The question shows the item's measurements, not its answer (gold or known column) nor its id.
+    assert "petal_length: " in request["Test"] and "species:" not in request["Test"]
+    assert "known:" not in request["Test"] and not any(i in request["Test"] for i in test.item_ids)
     assert key.mapping == ("percentage", 5)
     assert request["AnswerKey"] == answer_key_xml(test)
     assert request["TestDurationInSeconds"] == 600 and request["RetryDelayInSeconds"] == 3600
