@@ -200,6 +200,9 @@ def test_the_test_gates_the_batch_failing_workers_never_see_its_hits(tmp_path, w
 
     found = create(other, batch_dir, endpoint_url=srv.url)
     assert found.qualification_type_id == type_id and not found.created
+    cli_again = run(ws, "qualify", "create", str(batch_dir), "--endpoint-url", srv.url, "--json")
+    assert cli_again.exit_code == 0, cli_again.output
+    assert json.loads(cli_again.output.strip().splitlines()[-1])["qualification_type_id"] == type_id
     names = [t["Name"] for t in client.list_qualification_types(MustBeRequestable=False, MustBeOwnedByCaller=True,
                                                                  MaxResults=100)["QualificationTypes"]]
     assert sum(n.startswith("annotate iris-test test") for n in names) == 1
