@@ -38,6 +38,10 @@ batch.toml:
     [budget]
     max_usd = "25.00"                # hard cap for the batch: posting and extending never pass it
 
+    [workers]                        # a qualification test (annotate.qualification_test)
+    test = "known"                   # from the known-answer items, or a CSV/JSONL file of questions
+    test_questions = 5; passing_score = 80; retry_delay = "1d"; test_duration = "10m"
+
     [training]                       # read by `annotate train`
     features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 """
@@ -70,7 +74,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KNOWN = {
     "batch": {"name", "template", "items", "id_column", "gold_column", "known_answer_column", "task_type",
               "label_attribute"},
-    "workers": {"block", "block_below", "block_after"},
+    "workers": {"block", "block_below", "block_after", "test", "test_questions", "passing_score", "retry_delay",
+                "test_duration"},
     "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
             "auto_approval_delay", "frame_height", "qualifications", "approval", "notify_queue"},
     "task": None,  # the task type's own settings live here too; the type checks them
@@ -148,6 +153,7 @@ class Batch:
     consensus: dict[str, Any] = field(default_factory=dict)
     budget_usd: Decimal | None = None
     workers: "WorkerSettings | None" = None
+    test: Any = None  # annotate.qualification_test.QualificationTest, when [workers] test is set
 
     def annotation(self, item_id: str) -> str:
         """The HIT's RequesterAnnotation: ties a HIT back to its batch and item (workers never see it)."""
@@ -367,12 +373,25 @@ def load_batch(batch_dir: str | Path) -> Batch:
     if isinstance(block_after, bool) or not isinstance(block_after, int) or block_after < 1:
         raise UserError(f"expected a number of answers (1 or more), got {block_after!r}", file=file, field="workers.block_after")
     workers = WorkerSettings(block=block, block_below=block_below, block_after=block_after)
+    from annotate.qualification_test import load_test
+
+    test = load_test(w, file=file, root=root, name=name, items=items, labels=labels,
+                     single_label=TASK_TYPES[task_type].single_label, title=hit.title, instructions=instructions)
+    if test is not None:
+        # Items asked in the test are held back from the HITs, so their answers never score anyone.
+        items = [i for i in items if i.id not in test.item_ids]
+        if not items:
+            raise UserError("every item is a test question; no item is left for the HITs", file=file,
+                            field="workers.test_questions")
+        if len(hit.qualifications) >= QUALIFICATIONS_MAX:
+            raise UserError(f"the test adds a qualification requirement; MTurk takes at most {QUALIFICATIONS_MAX}",
+                            file=file, field="hit.qualifications")
 
     return Batch(
         name=name, dir=root.resolve(), config=config, template=template, items_file=items_file,
         items=items, hit=hit, labels=labels, answer_field=answer_field, instructions=instructions,
         task_type=task_type, label_attribute=label_attribute, gold_column=gold_column,
-        consensus=dict(config.get("consensus", {})), budget_usd=budget_usd, workers=workers,
+        consensus=dict(config.get("consensus", {})), budget_usd=budget_usd, workers=workers, test=test,
     )
 
 

@@ -24,6 +24,8 @@ DURATION_RANGES = {
     "assignment_duration": (30, 31_536_000),  # AssignmentDurationInSeconds: 30 s .. 365 days
     "lifetime": (30, 31_536_000),  # LifetimeInSeconds
     "auto_approval_delay": (0, 2_592_000),  # AutoApprovalDelayInSeconds: 0 .. 30 days
+    "retry_delay": (0, 31_536_000),  # a qualification test's RetryDelayInSeconds
+    "test_duration": (30, 31_536_000),  # TestDurationInSeconds
 }
 # A HIT created with fewer than 10 assignments can never be extended to 10 or more
 # (InvalidMaximumAssignmentsIncrease); 10 or more from the start costs the 40% fee tier.

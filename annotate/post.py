@@ -56,6 +56,8 @@ class PostResult:
     dry_run: bool = False
     api_calls: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    qualification_request: dict | None = None  # CreateQualificationType's, for a batch with a test
+    qualification_type_id: str | None = None
 
 
 def request_token(batch_uid: str, item_id: str, round_: int, content: str = "") -> str:
@@ -121,7 +123,9 @@ def check_requests(batch: Batch, uid: str, initial: int, question: str) -> None:
     """The HIT type and one HIT request as the service model constrains them, before any call:
     every item's request differs only in parts checked item by item (question, annotation, token)."""
     file = str(batch.dir / "batch.toml")
-    for operation, params in (("CreateHITType", _hit_type_params(batch)),
+    # The test's requirement is checked too, with a stand-in id (the type is created at post time).
+    test = [batch.test.requirement("3" * 30)] if batch.test is not None else []
+    for operation, params in (("CreateHITType", _hit_type_params(batch, test)),
                               ("CreateHITWithHITType", _hit_params(batch, "A" * 30, initial, batch.items[0].id, question,
                                                                    request_token(uid, batch.items[0].id, 0)))):
         wrong = problems(params, input_shape("mturk", operation))
@@ -238,6 +242,13 @@ def _post_batch(
     estimate = unit * initial * len(to_post)
     result = PostResult(batch=batch.name, target=target, hit_type_id=stored.get("hit_type_id") if stored else None,
                         items=len(batch.items), already_posted=len(posted_items), estimate_usd=estimate, dry_run=dry_run)
+    if batch.test is not None:
+        from annotate.qualification_test import check_request, create_request
+        from annotate.qualify import stored_type
+
+        result.qualification_type_id = stored_type(store, batch, target)
+        result.qualification_request = create_request(batch, batch.test, endpoint_url if target == "local" else None)
+        check_request(result.qualification_request, str(batch.dir / "batch.toml"))
     Budget.load(store, batch.name, *caps_from_config(batch.config)).require(
         estimate, f"posting {len(to_post)} HIT(s) × {initial} assignment(s) at ${batch.hit.reward} + fee",
         file=str(batch.dir / "batch.toml"))
@@ -274,7 +285,14 @@ def _post_batch(
             new = [i for i in batch.items if i.id not in set(store.item_ids(batch.name))]
             store.add_items([{"batch": batch.name, "item_id": i.id, "position": i.position, "line": i.line,
                               "data": to_json(i.data), "gold": i.gold, "known": i.known} for i in new])
-        hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch)
+        requirements = []
+        if batch.test is not None:
+            from annotate.qualify import ensure_test_type
+
+            type_id, _ = ensure_test_type(store, mturk, batch, target, ws.marketplace_db)
+            result.qualification_type_id = type_id
+            requirements.append(batch.test.requirement(type_id))
+        hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch, requirements)
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id
         items = {i.id: i for i in batch.items}
@@ -322,7 +340,7 @@ def _has_credentials() -> bool:
     return boto3.Session().get_credentials() is not None
 
 
-def _hit_type_params(batch: Batch) -> dict:
+def _hit_type_params(batch: Batch, extra: list[dict] | tuple = ()) -> dict:
     params = dict(
         AutoApprovalDelayInSeconds=batch.hit.auto_approval_delay,
         AssignmentDurationInSeconds=batch.hit.assignment_duration,
@@ -331,8 +349,8 @@ def _hit_type_params(batch: Batch) -> dict:
         Keywords=batch.hit.keywords,
         Description=batch.hit.description,
     )
-    if batch.hit.qualifications:
-        params["QualificationRequirements"] = batch.hit.qualifications
+    if batch.hit.qualifications or extra:
+        params["QualificationRequirements"] = [*batch.hit.qualifications, *extra]
     return params
 
 
@@ -341,8 +359,8 @@ def _hit_params(batch: Batch, hit_type_id: str, max_assignments: int, item_id: s
                 Question=question, RequesterAnnotation=batch.annotation(item_id), UniqueRequestToken=token)
 
 
-def _create_hit_type(mturk: MTurk, batch: Batch) -> str:
-    return mturk.call("CreateHITType", **_hit_type_params(batch))["HITTypeId"]
+def _create_hit_type(mturk: MTurk, batch: Batch, extra: list[dict] | tuple = ()) -> str:
+    return mturk.call("CreateHITType", **_hit_type_params(batch, extra))["HITTypeId"]
 
 
 def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent, question: str) -> tuple[str, bool, str | None]:

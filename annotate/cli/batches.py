@@ -46,6 +46,10 @@ def post(ws, batch_dir, target, endpoint_url, yes, dry_run, concurrency, as_json
         "balance_usd": format_money(result.balance_usd) if result.balance_usd is not None else None,
         "dry_run": result.dry_run, "api_calls": result.api_calls, "notes": result.notes,
     }
+    if result.qualification_request is not None:  # a batch with a qualification test ([workers] test)
+        summary["qualification_type_id"] = result.qualification_type_id
+        if dry_run:
+            summary["create_qualification_type"] = result.qualification_request
     if as_json:
         emit_json(summary)
         return
@@ -56,6 +60,14 @@ def post(ws, batch_dir, target, endpoint_url, yes, dry_run, concurrency, as_json
               + (f", balance ${format_money(result.balance_usd)}" if result.balance_usd is not None else "") + ").")
     for note in result.notes:
         err.print(f"[yellow]Note: {note}.[/]")
+    if result.qualification_request is not None:
+        from annotate.cli.qualify import print_request
+
+        if dry_run:
+            print_request(err, result.qualification_request)
+        elif result.qualification_type_id:
+            err.print(f"HITs require qualification test {result.qualification_type_id} "
+                      f"({result.qualification_request['Name']}).", markup=False)
     if result.recovered:
         err.print(f"Recovered {result.recovered} HIT(s) created by an interrupted run (no duplicates).")
     if result.already_posted:

@@ -1,4 +1,4 @@
-"""reject, approve, bonus, notify, cancel, results: a requester's review of a batch."""
+"""review, reject, approve, bonus, notify, cancel, results: a requester's review of a batch."""
 
 from __future__ import annotations
 
@@ -165,4 +165,38 @@ def results(ws, batch, status_, min_confidence, as_csv, as_json):
     out.print(table, markup=False)
 
 
-commands = [reject, approve, bonus, notify, cancel, results]
+@click.command()
+@click.argument("batch")
+@json_option
+@click.pass_obj
+def review(ws, batch, as_json):
+    """What needs a person's eye: answers failing known answers, quarantined answers, workers near the bar."""
+    from annotate.review import review as run
+
+    found = run(ws, batch)
+    if as_json:
+        emit_json(found.as_json())
+        return
+    counts = found.counts
+    _say(f"{batch}: {counts['failing_known']} answer(s) failing a known answer, {counts['quarantined']} quarantined, "
+         f"{counts['workers_near_bar']} worker(s) near the bar and {counts['workers_below_bar']} below it "
+         f"(accuracy bar {found.threshold:.2f}).")
+    sections = (
+        ("Answers failing a known answer", found.failing_known, ("assignment", "worker", "item", "answer", "known", "status")),
+        ("Quarantined answers", found.quarantined, ("assignment", "worker", "item", "status", "reason")),
+        ("Workers near the exclusion bar", found.workers,
+         ("worker", "standing", "accuracy", "low", "high", "right", "scored", "basis", "answers")),
+    )
+    for title, rows, cols in sections:
+        if not rows:
+            continue
+        table = Table(title=title)
+        for col in cols:
+            table.add_column(col, justify="right" if col in ("accuracy", "low", "high", "right", "scored", "answers")
+                             else "left")
+        for r in rows:
+            table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+        out.print(table, markup=False)
+
+
+commands = [review, reject, approve, bonus, notify, cancel, results]

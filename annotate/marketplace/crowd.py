@@ -14,6 +14,11 @@ the gold string, or a perturbed copy of it when the worker errs.
 Workers carry what MTurk knows of them (country, adult, masters; shares configurable), sent to
 the marketplace's `/worker/profile` before the first pass, so Locale / Adult / Masters
 requirements are enforced on them; a worker a HIT's requirements refuse is skipped for the next.
+A refused worker first looks for qualification tests (the worker site's qualification list) and
+takes those it has not passed, through the test pages, answering each question right with its
+accuracy (spammers at random); the AnswerKey says what is right (shown only to a request with the
+marketplace's key, as RequesterAnnotations are). A marketplace refusing a retake for its
+RetryDelayInSeconds is asked again only once that delay has passed.
 
 Deterministic given the seed and the order of HITs (the listing is oldest first).
 
@@ -445,6 +450,10 @@ class SimulatedCrowd(HTTPCrowd):
         self._blocked: set[str] = set()
         self.fill_to, self.fill_after, self._clock = fill_to, fill_after, clock
         self._open_since: dict[str, tuple[int, float]] = {}  # HIT id -> (slots open, since when)
+        self.tests: list[dict[str, Any]] = []  # qualification tests taken: worker, type, score
+        self._passed: set[tuple[str, str]] = set()  # (worker, type): taken, and HITs opened to them after
+        self._retest_at: dict[tuple[str, str], float] = {}  # (worker, type) -> when the marketplace allows a retake
+        self._look_at: dict[str, float] = {}  # worker -> when to look for tests again
 
     # -- choosing ---------------------------------------------------------------------------
 
@@ -592,6 +601,72 @@ class SimulatedCrowd(HTTPCrowd):
         held = hit["maxAssignments"] - available  # submitted or in someone's hands
         return max(0, min(available, self.fill_to - held))
 
+    # -- qualification tests -----------------------------------------------------------------
+
+    def _post_json(self, path: str, fields: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
+        key = serving_key(self._netloc)
+        status, _, body = self._request("POST", path, urlencode(fields).encode("utf-8"),
+                                        {"Content-Type": "application/x-www-form-urlencoded",
+                                         "Accept": "application/json", **({KEY_HEADER: key} if key else {})})
+        return status, json.loads(body)
+
+    def _fill_test(self, worker: SimulatedWorker, html: str, key_xml: str | None) -> list[tuple[str, str]]:
+        """The test form as this worker fills it: each question right with its accuracy."""
+        from annotate.marketplace import answer_key
+
+        right: dict[str, str] = {}
+        if key_xml:
+            for q in answer_key.parse(key_xml).questions:
+                best = max(q.options, key=lambda o: o[1], default=None)
+                if best is not None and len(best[0]) == 1:
+                    right[q.identifier] = next(iter(best[0]))
+        form = parse_forms(html)[0]
+        groups = choice_groups(form)
+        fields = [(c["name"], c["value"]) for c in form["controls"] if c["kind"] == "hidden"]
+        fields += [(name, self._answer(worker, values, right.get(name))) for name, values in groups.items() if values]
+        return fields
+
+    def take_tests(self, worker: SimulatedWorker) -> list[str]:
+        """Take every qualification test on offer that this worker has not passed and may take now;
+        the types whose test was taken."""
+        now = time.monotonic()
+        if self._look_at.get(worker.worker_id, 0.0) > now:
+            return []
+        status, _, body = self._request("GET", "/worker/qualifications?" + urlencode(
+            {"workerId": worker.worker_id, "format": "json"}), headers={"Accept": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"qualification list answered HTTP {status}: {body[:200]!r}")
+        taken: list[str] = []
+        later = now + 5.0  # new tests may be posted: look again now and then
+        for t in json.loads(body)["qualificationTypes"]:
+            pair = (worker.worker_id, t["qualificationTypeId"])
+            if not t["hasTest"] or pair in self._passed:
+                continue
+            if self._retest_at.get(pair, 0.0) > now:
+                later = min(later, self._retest_at[pair])
+                continue
+            status, got = self._post_json("/worker/qualifications/request",
+                                          [("qualificationTypeId", t["qualificationTypeId"]),
+                                           ("workerId", worker.worker_id)])
+            if status != 200:
+                wait = re.search(r"again in (\d+) seconds", got.get("message", ""))
+                self._retest_at[pair] = now + int(wait.group(1)) if wait else float("inf")
+                if wait:
+                    later = min(later, self._retest_at[pair])
+                continue
+            if got.get("outcome") != "Test":
+                continue
+            status, outcome = self._post_json("/worker/qualifications/test",
+                                              self._fill_test(worker, got["form"], got.get("answerKey")))
+            if status != 200:
+                raise RuntimeError(f"submitting a qualification test answered HTTP {status}: {outcome}")
+            self.tests.append({"worker_id": worker.worker_id, "qualification_type_id": t["qualificationTypeId"],
+                               "spammer": worker.spammer, "accuracy": worker.accuracy,
+                               "outcome": outcome.get("outcome"), "score": outcome.get("value")})
+            taken.append(t["qualificationTypeId"])
+        self._look_at[worker.worker_id] = later
+        return taken
+
     def send_profiles(self) -> None:
         """Tell the marketplace each worker's locale, adult and masters standing (once)."""
         for worker in self.workers:
@@ -621,6 +696,13 @@ class SimulatedCrowd(HTTPCrowd):
                         if worker is None:
                             break
                         outcome = self._do(worker, hit)
+                        if outcome == "QualificationRequirementNotMet":
+                            taken = self.take_tests(worker)
+                            if taken:
+                                outcome = self._do(worker, hit)
+                                if outcome != "QualificationRequirementNotMet":
+                                    # The tests opened the HIT: passed, never retaken.
+                                    self._passed.update((worker.worker_id, t) for t in taken)
                         if outcome == "WorkerBlocked":
                             self._blocked.add(worker.worker_id)
                             continue

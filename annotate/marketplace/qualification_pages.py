@@ -20,6 +20,7 @@ from annotate.marketplace import question_form
 from annotate.marketplace.file_uploads import PATH as UPLOADS_PATH
 from annotate.marketplace.models import WorkerError
 from annotate.marketplace.question_form import Upload
+from annotate.marketplace.secret import KEY_HEADER, key_matches
 from annotate.marketplace.worker_page import page, worker_id_input
 
 if TYPE_CHECKING:
@@ -76,9 +77,10 @@ def requirement_list(described: list[dict[str, Any]], worker_id: str | None) -> 
 
 
 class QualificationPages:
-    def __init__(self, backend: "Marketplace"):
+    def __init__(self, backend: "Marketplace", key: str | None = None):
         self.backend = backend
         self.quals = backend.qualifications
+        self.key = key  # the marketplace's own simulated crowds send it: they are oracles, shown the AnswerKey
 
     def handle(self, method: str, path: str, query: list[tuple[str, str]], form: list[tuple[str, str]],
                headers: Mapping[str, str], body: bytes) -> Response | None:
@@ -89,7 +91,8 @@ class QualificationPages:
                 return self.listing(q.get("workerId"), q.get("qualificationTypeId"), wants_json)
             if method == "POST" and path == "/worker/qualifications/request":
                 f = dict(form)
-                return self.request(f.get("qualificationTypeId", ""), f.get("workerId", ""), wants_json)
+                oracle = self.key is not None and key_matches(self.key, headers.get(KEY_HEADER))
+                return self.request(f.get("qualificationTypeId", ""), f.get("workerId", ""), wants_json, oracle)
             if method == "POST" and path == "/worker/qualifications/test":
                 fields, _ = parse_body(headers.get("Content-Type") or "", body)
                 return self.submit_test(fields, wants_json)
@@ -143,7 +146,7 @@ class QualificationPages:
             text = f"Your answers did not earn {got['name']}."
         return _page(got["name"], f"<p class=\"outcome\" data-outcome=\"{escape(got['outcome'])}\">{escape(text)}</p>")
 
-    def request(self, type_id: str, worker_id: str, as_json: bool) -> Response:
+    def request(self, type_id: str, worker_id: str, as_json: bool, oracle: bool = False) -> Response:
         got = self.quals.request(type_id, worker_id)
         if got["outcome"] != "Test":
             return self._outcome(got, as_json)
@@ -151,7 +154,10 @@ class QualificationPages:
         html = question_form.render(form, "/worker/qualifications/test",
                                     [("testId", got["testId"]), ("workerId", worker_id)])
         if as_json:
-            return _json({"outcome": "Test", "testId": got["testId"], "deadline": got["deadline"], "form": html})
+            shown = {"outcome": "Test", "testId": got["testId"], "deadline": got["deadline"], "form": html}
+            if oracle:  # a simulated worker answers right with its accuracy, so it must know what is right
+                shown["answerKey"] = got.get("answerKey")
+            return _json(shown)
         return _page(f"Qualification test: {got['name']}", html)
 
     def submit_test(self, fields: list[tuple[str, str]], as_json: bool) -> Response:

@@ -545,7 +545,7 @@ class Qualifications:
                 conn.execute("INSERT INTO qualification_tests (test_id, qualification_type_id, worker_id, started, "
                              "deadline) VALUES (?, ?, ?, ?, ?)", (test_id, type_id, worker_id, now, deadline))
                 return {"outcome": "Test", "testId": test_id, "test": row["test"], "deadline": deadline,
-                        "name": row["name"]}
+                        "name": row["name"], "answerKey": row["answer_key"]}
             request_id = new_id()
             if row["auto_granted"]:
                 value = row["auto_granted_value"] if row["auto_granted_value"] is not None else 1

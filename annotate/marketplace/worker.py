@@ -118,7 +118,7 @@ class WorkerSite:
     def __init__(self, backend: Marketplace, key: str | None = None):
         self.backend = backend
         self.key = key  # the marketplace's own crowds send it to learn each HIT's RequesterAnnotation
-        self.qualification_pages = QualificationPages(backend)
+        self.qualification_pages = QualificationPages(backend, key)
 
     def handle(self, method: str, path: str, query: list[tuple[str, str]], form: list[tuple[str, str]],
                headers: Mapping[str, str], base_url: str, body: bytes = b"") -> Response | None:
