@@ -141,7 +141,8 @@ def score_answers(answers: pd.DataFrame, known: dict[str, str], n_labels: int, n
     on_known = has_fixed[t]
     weight = np.where(on_known, 1.0, weight)
     right = np.where(on_known, (fixed[t] == y).astype(float), right)
-    return pd.DataFrame({"weight": weight, "right": right, "on_known": on_known}, index=answers.index)
+    return pd.DataFrame({"weight": weight, "right": right, "on_known": on_known, "skill": skill[w],
+                         "soft": loo[np.arange(n), y]}, index=answers.index)
 
 
 def assess(answers: pd.DataFrame, known: dict[str, str], n_labels: int, rules: ExclusionRules = ExclusionRules(),

@@ -75,7 +75,7 @@ def _add_pass(totals: dict, r) -> None:
     for op, n in r.api_calls.items():
         calls[op] = calls.get(op, 0) + n
     totals[r.batch] = replace(r, api_calls=calls, **{f: getattr(t, f) + getattr(r, f) for f in (
-        "new_answers", "approved", "quarantined", "extended", "over_budget", "blocked")})
+        "new_answers", "approved", "quarantined", "extended", "over_budget", "excluded", "pooled")})
 
 
 def _results_table(results, title: str = "Harvest") -> Table:
@@ -90,7 +90,7 @@ def _results_table(results, title: str = "Harvest") -> Table:
 
 def _result_json(r) -> dict:
     return {"batch": r.batch, "new_answers": r.new_answers, "approved": r.approved, "labelled": r.labelled,
-            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget, "blocked": r.blocked,
+            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget, "excluded": r.excluded, "pooled": r.pooled,
             "quarantined": r.quarantined, "items": r.items, "decided": r.decided, "done": r.done,
             "api_calls": r.api_calls, "failure": r.failure.as_json() if r.failure else None}
 
