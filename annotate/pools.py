@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import botocore.exceptions
 
-from annotate.errors import UserError
 from annotate.exclusion import pool_score
 from annotate.mturk import MTurk, refused
 from annotate.store import Store
@@ -110,13 +109,3 @@ def update_pool(store: Store, mturk: MTurk, pool_after: int) -> dict[str, int]:
         store.set_pool(w["worker_id"], score)
         changed[w["worker_id"]] = score
     return changed
-
-
-def known_worker(store: Store, worker_id: str) -> dict:
-    """The stored worker, or a user error (exit 2) naming who is known."""
-    row = store.worker(worker_id)
-    if row is None:
-        known = [w["worker_id"] for w in store.workers()][:5]
-        raise UserError(f"no worker {worker_id!r} in {store.path} (workers who answered this project's batches, "
-                        f"e.g. {', '.join(known) or 'none yet'})", field="WORKER_ID")
-    return row
