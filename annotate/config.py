@@ -110,8 +110,8 @@ class WorkerSettings:
     """`[workers]`: automatic exclusion and the trusted-worker pool (annotate.exclusion decides).
 
     After `exclude_after` answers' worth of evidence, a worker whose accuracy is, even at the
-    optimistic end of a 95% interval, below `exclude_below` (default: a third of the way from
-    chance to perfect, 0.5 for 4 labels, 0.4 for 10) gets the project's exclusion qualification:
+    optimistic end of a 95% interval, below `exclude_below` (default: 0.4 of the way from chance
+    to perfect, 0.6 for 3 labels, 0.55 for 4, 0.46 for 10) gets the project's exclusion qualification:
     every batch's HITs require its absence, so they can no longer see or accept them. Nobody is
     blocked automatically (`annotate workers block` does that, by hand). The old names `block`,
     `block_below` and `block_after` still mean the same.

@@ -18,12 +18,12 @@ answer matches, so "matched the others" is exactly what a random late answer end
 is a likelihood fit, which stopping rules that look only at the answers do not bias.
 
 Decision: a one-sided 95% Wilson score interval on the share of the evidence that says right.
- - exclude: after `exclude_after` answers' worth of evidence, when even the interval's upper
-   end is below the bar (by default a third of the way from chance to perfect: 0.5 for 4 labels,
-   0.4 for 10, 0.67 for 2). Random answers fall below it after some 20 answers for 3 or more
-   labels (two labels need more: random is 0.5 there, too close to any bar); a worker of true
-   accuracy 0.8 stays far above.
- - pool score: after `pool_after` answers' worth of evidence, the interval's lower end in
+ - exclude: after `exclude_after` answers, when even the interval's upper
+   end is below the bar (by default 0.4 of the way from chance to perfect: 0.6 for 3 labels, 0.55
+   for 4, 0.46 for 10, 0.7 for 2). Random answers fall below it after some 20-30 answers for 3
+   or more labels (two labels need more: random is 0.5 there, too close to any bar); a worker
+   of true accuracy 0.8 stays far above (scripts/bench_exclusion measures both).
+ - pool score: after `pool_after` answers, the interval's lower end in
    percent: what the worker's accuracy is at least, with 95% confidence. A later batch asks for
    `pool >= N`.
 """
@@ -47,13 +47,13 @@ class ExclusionRules:
     """What the decision needs from `[workers]` (annotate.config.WorkerSettings builds one)."""
 
     exclude: bool = True
-    exclude_below: float | None = None  # default: chance + (1 − chance) / 3
-    exclude_after: int = 20  # scored answers before anyone is excluded
-    pool_after: int = 20  # scored answers before a pool score is given
+    exclude_below: float | None = None  # default: chance + 0.4 × (1 − chance)
+    exclude_after: int = 20  # answers before anyone is excluded
+    pool_after: int = 20  # answers before a pool score is given
 
     def bar(self, n_labels: int) -> float:
         chance = 1.0 / max(n_labels, 2)
-        return self.exclude_below if self.exclude_below is not None else chance + (1 - chance) / 3
+        return self.exclude_below if self.exclude_below is not None else chance + 0.4 * (1 - chance)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class WorkerDecision:
     low: float  # 95% Wilson interval on accuracy (0..1 when nothing is scored)
     high: float
     exclude: bool
-    pool: int | None  # lower bound in percent once `pool_after` answers are scored, else None
+    pool: int | None  # lower bound in percent once `pool_after` answers are given, else None
     reason: str | None = field(default=None)
 
     @property
@@ -161,11 +161,11 @@ def assess(answers: pd.DataFrame, known: dict[str, str], n_labels: int, rules: E
     for worker, row in per.iterrows():
         scored, right = round(float(row["scored"]), 2), round(float(row["right"]), 2)
         low, high = wilson(right, scored)
-        exclude = bool(rules.exclude and scored >= rules.exclude_after and high < bar)
+        exclude = bool(rules.exclude and int(row["one"]) >= rules.exclude_after and high < bar)
         decision = WorkerDecision(
             worker_id=str(worker), answers=int(row["one"]), scored=scored, right=right,
             known_seen=int(row["known_seen"]), known_right=int(row["known_right"]), low=low, high=high,
-            exclude=exclude, pool=None if exclude or worker in already_excluded or scored < rules.pool_after
+            exclude=exclude, pool=None if exclude or worker in already_excluded or int(row["one"]) < rules.pool_after
             else floor(100 * low))
         if exclude:
             decision = _with_reason(decision, bar)
@@ -180,8 +180,9 @@ def _with_reason(d: WorkerDecision, bar: float) -> WorkerDecision:
                               f"{d.high:.2f} with 95% confidence, below the bar of {bar:.2f}"))
 
 
-def pool_score(right: int, scored: int, pool_after: int) -> int | None:
-    """A worker's pool score over every batch's evidence: the 95% lower bound in percent."""
-    if scored < pool_after:
+def pool_score(right: float, scored: float, answers: int, pool_after: int) -> int | None:
+    """A worker's pool score over every batch's evidence: the 95% lower bound in percent, once
+    they have given `pool_after` answers."""
+    if answers < pool_after or scored <= 0:
         return None
     return floor(100 * wilson(right, scored)[0])

@@ -101,7 +101,7 @@ def update_pool(store: Store, mturk: MTurk, pool_after: int) -> dict[str, int]:
     for w in store.pool_evidence():
         if w["excluded"]:
             continue
-        score = pool_score(w["evidence_right"], w["evidence"], pool_after)
+        score = pool_score(w["evidence_right"], w["evidence"], w["answers"], pool_after)
         if score is None or score == w["pool"]:
             continue
         mturk.call("AssociateQualificationWithWorker", QualificationTypeId=qualification_type(store, mturk, "pool"),

@@ -686,7 +686,7 @@ class Store:
         """Per worker over every batch: answers' worth of evidence, how much of it said right, the
         pool score granted on MTurk (None: none) and whether they are excluded."""
         return [dict(r) for r in self.db.query(
-            "select bw.worker_id, sum(coalesce(bw.evidence, 0)) as evidence, sum(coalesce(bw.evidence_right, 0)) as evidence_right, "
+            "select bw.worker_id, sum(bw.answers) as answers, sum(coalesce(bw.evidence, 0)) as evidence, sum(coalesce(bw.evidence_right, 0)) as evidence_right, "
             "w.pool, coalesce(w.excluded, 0) as excluded from batch_workers bw left join workers w using (worker_id) "
             "group by bw.worker_id order by bw.worker_id")]
 
