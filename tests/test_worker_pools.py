@@ -213,8 +213,8 @@ def test_workers_block_unblock_exclude_include(ws, marketplace, tmp_path):
 
     assert invoke("exclude", worker, "--reason", "careless").exit_code == 0
     exclusion = store.qualification_type("exclusion", "local")
-    held = client.list_workers_with_qualification_type(QualificationTypeId=exclusion, MaxResults=100)["Qualifications"]
+    held = client.list_workers_with_qualification_type(QualificationTypeId=exclusion, Status="Granted", MaxResults=100)["Qualifications"]
     assert [q["WorkerId"] for q in held] == [worker] and store.worker(worker)["excluded"] == 1
     assert invoke("include", worker, "--reason", "retrained").exit_code == 0
-    held = client.list_workers_with_qualification_type(QualificationTypeId=exclusion, MaxResults=100)["Qualifications"]
+    held = client.list_workers_with_qualification_type(QualificationTypeId=exclusion, Status="Granted", MaxResults=100)["Qualifications"]
     assert held == [] and store.worker(worker)["excluded"] == 0
