@@ -142,7 +142,7 @@ def run_replay(
         "fraction_bought": round(bought / sum(available.values()), 4),
         "cost_usd": format_money(money["spent"]),
         "unresolved": sum(1 for r in labels.values() if r["status"] == "unresolved"),
-        "blocked_workers": sum(1 for w in store.workers(name) if w["blocked"]),
+        "excluded_workers": sum(1 for w in store.workers(name) if w["excluded"]),
         "passes": passes,
         "seconds": round(time.monotonic() - started, 2),
         "api_calls": store.api_calls(name),

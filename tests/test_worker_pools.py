@@ -224,3 +224,26 @@ def test_workers_block_unblock_exclude_include(ws, marketplace, tmp_path):
     assert invoke("include", worker, "--reason", "retrained").exit_code == 0
     held = client.list_workers_with_qualification_type(QualificationTypeId=exclusion, Status="Granted", MaxResults=100)["Qualifications"]
     assert held == [] and store.worker(worker)["excluded"] == 0
+
+
+def test_the_live_replay_excludes_as_the_offline_replay_does(tmp_path):
+    """Issue 16: the offline replay models exclusion exactly as the live harvest does. The same
+    recorded crowd, through the marketplace (harvest excluding with the qualification, the replay
+    crowd skipping workers it refuses) and offline (simulate.replay with the same `assess`)."""
+    from annotate.datasets import load_crowd_dataset
+    from annotate.replay import run_replay
+
+    answers, truth, _, _ = paired_spammer_crowd(n_items=160, n_workers=16, n_labels=4, per_item=7, seed=2)
+    dataset = tmp_path / "paired"
+    dataset.mkdir()
+    answers[["item", "worker", "label"]].to_csv(dataset / "answers.csv", index=False)
+    truth.reset_index().to_csv(dataset / "truth.csv", index=False)
+    data = load_crowd_dataset(dataset)
+    offline = replay(get_policy("agree"), data.answers, data.truth, seed=1, exclusion=ExclusionRules(),
+                     n_labels=len(data.labels))
+    live = run_replay(dataset, policy="agree", seed=1, workdir=tmp_path, block=True)
+    assert offline.excluded  # some spammer was excluded
+    assert live["excluded_workers"] == len(offline.excluded)
+    assert live["accuracy"] == round(offline.accuracy, 4)
+    assert live["answers_per_item"] == round(offline.answers_per_item, 3)
+    assert live["unresolved"] == offline.unresolved
