@@ -247,3 +247,25 @@ def test_the_live_replay_excludes_as_the_offline_replay_does(tmp_path):
     assert live["accuracy"] == round(offline.accuracy, 4)
     assert live["answers_per_item"] == round(offline.answers_per_item, 3)
     assert live["unresolved"] == offline.unresolved
+
+
+def test_workers_settings_old_names_new_names_and_bad_values(tmp_path):
+    from annotate.errors import UserError
+
+    old = load_batch(make_batch(tmp_path / "a", extra_toml="\n[workers]\nblock = false\nblock_after = 30\n"))
+    assert old.workers.exclude is False and old.workers.exclude_after == 30 and old.workers.block_after == 30
+    new = load_batch(make_batch(tmp_path / "b", extra_toml="\n[workers]\nexclude_below = 0.5\npool = 85\n"))
+    assert new.workers.exclude and new.workers.threshold(3) == 0.5 and new.workers.pool == 85
+    assert load_batch(make_batch(tmp_path / "c")).workers.threshold(4) == pytest.approx(0.55)
+    for text, field in [("pool = 0", "workers.pool"), ("pool = \">= 80\"", "workers.pool"),
+                        ("block = true\nexclude = false", "workers.block"), ("exclude_after = 0", "workers.exclude_after")]:
+        with pytest.raises(UserError) as err:
+            load_batch(make_batch(tmp_path / f"bad{abs(hash(text))}", extra_toml=f"\n[workers]\n{text}\n"))
+        assert field in str(err.value) and "batch.toml" in str(err.value)
+    too_many = [{"QualificationTypeId": f"T{i}", "Comparator": "Exists"} for i in range(9)]
+    batch = load_batch(make_batch(tmp_path / "d", extra_toml="\n[workers]\npool = 80\n"))
+    from dataclasses import replace
+
+    from annotate.post import check_requirement_room
+    with pytest.raises(UserError, match="at most 10"):
+        check_requirement_room(replace(batch, hit=replace(batch.hit, qualifications=too_many)))
