@@ -454,7 +454,7 @@ class Harvester:
         seen = on_known.groupby("worker").size()
         correct = on_known[on_known["label"] == on_known["item"].map(known)].groupby("worker").size()
         settings = WorkerSettings.from_config(self.batch["config"])
-        already = self.store.excluded_workers()
+        already = self.store.excluded_workers(decided=True)  # a lifted exclusion is a person's call: it stays lifted
         decisions = {d.worker_id: d for d in assess(answers[["item", "worker", "label"]], known, len(self.spec.labels),
                                                     settings.rules(), already)}
         now = utcnow()

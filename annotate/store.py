@@ -671,8 +671,11 @@ class Store:
         rows = list(self.db.query("select * from workers where worker_id = ?", [worker_id]))
         return dict(rows[0]) if rows else None
 
-    def excluded_workers(self) -> set[str]:
-        return {r["worker_id"] for r in self.db.query("select worker_id from workers where excluded = 1")}
+    def excluded_workers(self, decided: bool = False) -> set[str]:
+        """Excluded workers; with `decided`, also those whose exclusion a person lifted (`workers
+        include`): the harvest leaves both alone."""
+        where = "excluded is not null" if decided else "excluded = 1"
+        return {r["worker_id"] for r in self.db.query(f"select worker_id from workers where {where}")}
 
     def set_excluded(self, worker_id: str, reason: str, excluded: bool = True) -> None:
         """Recorded after MTurk granted (or revoked) the exclusion qualification."""
