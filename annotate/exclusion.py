@@ -77,9 +77,10 @@ class WorkerDecision:
                 f"{peers:.1f} answers' worth of co-workers' evidence")
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a proportion; (0, 1) with no observations."""
-    if n == 0:
+def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion (one-sided 95% ends by default; counts may be
+    fractional: answers' worth of evidence); (0, 1) with no observations."""
+    if n <= 0:
         return 0.0, 1.0
     p = successes / n
     centre = p + z * z / (2 * n)
@@ -89,7 +90,8 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def score_answers(answers: pd.DataFrame, known: dict[str, str], n_labels: int, n_iter: int = 50) -> pd.DataFrame:
     """Per answer (same order): `weight` (how much the evidence tells, 0..1), `right` (the share of
-    that weight that says the answer was right, so right <= weight) and `on_known`.
+    that weight that says the answer was right, so right <= weight), `on_known`, and `skill` (the
+    answering worker's one-coin accuracy as fitted).
 
     One-coin Dawid–Skene over the whole batch (each worker one accuracy; known answers fixed),
     then, per answer, the item's posterior WITHOUT that answer. Its weight is how far that
@@ -97,7 +99,7 @@ def score_answers(answers: pd.DataFrame, known: dict[str, str], n_labels: int, n
     0 when the only co-worker is one the batch shows to answer at random. Vectorised."""
     n = len(answers)
     if n == 0:
-        return pd.DataFrame({"weight": [], "right": [], "on_known": []})
+        return pd.DataFrame({"weight": [], "right": [], "on_known": [], "skill": []})
     enc = encode(answers)
     k = max(n_labels, enc.n_labels, 2)
     t, w, y = enc.t, enc.w, enc.y
@@ -141,8 +143,8 @@ def score_answers(answers: pd.DataFrame, known: dict[str, str], n_labels: int, n
     on_known = has_fixed[t]
     weight = np.where(on_known, 1.0, weight)
     right = np.where(on_known, (fixed[t] == y).astype(float), right)
-    return pd.DataFrame({"weight": weight, "right": right, "on_known": on_known, "skill": skill[w],
-                         "soft": loo[np.arange(n), y]}, index=answers.index)
+    return pd.DataFrame({"weight": weight, "right": right, "on_known": on_known, "skill": skill[w]},
+                        index=answers.index)
 
 
 def assess(answers: pd.DataFrame, known: dict[str, str], n_labels: int, rules: ExclusionRules = ExclusionRules(),
