@@ -77,6 +77,11 @@ class HarvestResult:
     api_calls: dict[str, int] = field(default_factory=dict)
     failure: "BatchFailure | None" = None  # the pass failed for this batch (what it did before is counted)
 
+    @property
+    def blocked(self) -> int:
+        """The old name of `excluded` (a harvest no longer blocks anyone), for code written against it."""
+        return self.excluded
+
     def raise_failure(self) -> None:
         """Raise what made this batch's pass fail, if anything did (for callers harvesting one batch)."""
         if self.failure is not None and self.failure.error is not None:
