@@ -74,8 +74,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KNOWN = {
     "batch": {"name", "template", "items", "id_column", "gold_column", "known_answer_column", "task_type",
               "label_attribute"},
-    "workers": {"block", "block_below", "block_after", "test", "test_questions", "passing_score", "retry_delay",
-                "test_duration"},
+    "workers": {"exclude", "exclude_below", "exclude_after", "pool", "pool_after", "block", "block_below", "block_after",
+                "test", "test_questions", "passing_score", "retry_delay", "test_duration"},
     "hit": {"title", "description", "keywords", "reward", "assignment_duration", "lifetime",
             "auto_approval_delay", "frame_height", "qualifications", "approval", "notify_queue"},
     "task": None,  # the task type's own settings live here too; the type checks them
@@ -113,26 +113,76 @@ class HitSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """Automatic blocking: after `block_after` answers, a worker is blocked (CreateWorkerBlock,
-    with the reason) when even the optimistic end of a 95% interval on their accuracy — measured
-    on known answers, else as agreement with the items' decided labels — is below `block_below`.
-    `block_below` defaults to a quarter of the way from chance to perfect (0.5 for 3 labels,
-    0.325 for 10): only workers who answer about at random are caught, and a good worker on a
-    bad day is not."""
+    """`[workers]`: automatic exclusion and the trusted-worker pool (annotate.exclusion decides).
 
-    block: bool = True
-    block_below: float | None = None
-    block_after: int = 20
+    After `exclude_after` answers' worth of evidence, a worker whose accuracy is, even at the
+    optimistic end of a 95% interval, below `exclude_below` (default: 0.4 of the way from chance
+    to perfect, 0.6 for 3 labels, 0.55 for 4, 0.46 for 10) gets the project's exclusion qualification:
+    every batch's HITs require its absence, so they can no longer see or accept them. Nobody is
+    blocked automatically (`annotate workers block` does that, by hand). The old names `block`,
+    `block_below` and `block_after` still mean the same.
+    `pool = N`: the batch's HITs require a pool score of at least N (percent), the lower end of
+    a 95% interval on accuracy that earlier batches gave workers after `pool_after` answers."""
+
+    exclude: bool = True
+    exclude_below: float | None = None
+    exclude_after: int = 20
+    pool: int | None = None
+    pool_after: int = 20
+
+    # The names before exclusion replaced blocking (read by code written against them).
+    block = property(lambda self: self.exclude)
+    block_below = property(lambda self: self.exclude_below)
+    block_after = property(lambda self: self.exclude_after)
+
+    def rules(self):
+        from annotate.exclusion import ExclusionRules
+
+        return ExclusionRules(exclude=self.exclude, exclude_below=self.exclude_below,
+                              exclude_after=self.exclude_after, pool_after=self.pool_after)
 
     def threshold(self, n_labels: int) -> float:
-        chance = 1.0 / max(n_labels, 2)
-        return self.block_below if self.block_below is not None else chance + 0.25 * (1 - chance)
+        return self.rules().bar(n_labels)
 
     @classmethod
     def from_config(cls, config: dict) -> "WorkerSettings":
         """From an already validated batch.toml (as the store keeps it)."""
         w = config.get("workers", {}) or {}
-        return cls(block=w.get("block", True), block_below=w.get("block_below"), block_after=w.get("block_after", 20))
+        return cls(exclude=_either(w, "exclude", "block", True), exclude_below=_either(w, "exclude_below", "block_below", None),
+                   exclude_after=_either(w, "exclude_after", "block_after", 20), pool=w.get("pool"),
+                   pool_after=w.get("pool_after", 20))
+
+
+def _either(section: dict, name: str, old: str, default):
+    """A `[workers]` setting under its name or its old name (checked to agree when both are given)."""
+    return section[name] if name in section else section.get(old, default)
+
+
+def parse_workers(w: dict, file: str) -> WorkerSettings:
+    for name, old in (("exclude", "block"), ("exclude_below", "block_below"), ("exclude_after", "block_after")):
+        if name in w and old in w and w[name] != w[old]:
+            raise UserError(f"{name} = {w[name]!r} and its old name {old} = {w[old]!r} disagree; keep {name}",
+                            file=file, field=f"workers.{old}")
+    settings = WorkerSettings.from_config({"workers": w})
+    if not isinstance(settings.exclude, bool):
+        raise UserError(f"expected true or false, got {settings.exclude!r}", file=file, field=_name(w, "exclude", "block"))
+    below = settings.exclude_below
+    if below is not None and (isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 <= below <= 1):
+        raise UserError(f"expected an accuracy between 0 and 1, got {below!r}", file=file,
+                        field=_name(w, "exclude_below", "block_below"))
+    for field_name, value in ((_name(w, "exclude_after", "block_after"), settings.exclude_after),
+                              ("workers.pool_after", settings.pool_after)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"expected a number of answers (1 or more), got {value!r}", file=file, field=field_name)
+    pool = settings.pool
+    if pool is not None and (isinstance(pool, bool) or not isinstance(pool, int) or not 1 <= pool <= 100):
+        raise UserError(f"expected the least pool score the batch's workers need, a whole percent 1-100 "
+                        f"(pool = 80: at least 80), got {pool!r}", file=file, field="workers.pool")
+    return settings
+
+
+def _name(w: dict, name: str, old: str) -> str:
+    return f"workers.{old}" if old in w and name not in w else f"workers.{name}"
 
 
 @dataclass(frozen=True)
@@ -362,17 +412,7 @@ def load_batch(batch_dir: str | Path) -> Batch:
                             f"(at most {room} here)", file=str(items_file), line=item.line, field=id_column)
 
     w = config.get("workers", {})
-    block = w.get("block", True)
-    if not isinstance(block, bool):
-        raise UserError(f"expected true or false, got {block!r}", file=file, field="workers.block")
-    block_below = w.get("block_below")
-    if block_below is not None and (isinstance(block_below, bool) or not isinstance(block_below, (int, float))
-                                    or not 0 <= block_below <= 1):
-        raise UserError(f"expected an accuracy between 0 and 1, got {block_below!r}", file=file, field="workers.block_below")
-    block_after = w.get("block_after", 20)
-    if isinstance(block_after, bool) or not isinstance(block_after, int) or block_after < 1:
-        raise UserError(f"expected a number of answers (1 or more), got {block_after!r}", file=file, field="workers.block_after")
-    workers = WorkerSettings(block=block, block_below=block_below, block_after=block_after)
+    workers = parse_workers(w, file)
     from annotate.qualification_test import load_test
 
     test = load_test(w, file=file, root=root, name=name, items=items, labels=labels,

@@ -28,7 +28,6 @@ from decimal import Decimal
 from typing import Callable, Collection
 
 import botocore.exceptions
-import numpy as np
 import pandas as pd
 
 from annotate.answers import AnswerError, parse_question_form_answers
@@ -36,7 +35,9 @@ from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
 from annotate.config import WorkerSettings
 from annotate.consensus import Decision, get_aggregator, get_policy
+from annotate import pools
 from annotate.errors import UserError
+from annotate.exclusion import WorkerDecision, assess
 from annotate.fees import assignment_cost, format_money
 from annotate.mturk import (ENDPOINTS, HIT_DOES_NOT_EXIST, TOKEN_ALREADY_PROCESSED, MTurk, MTurkUnreachable, connect,
                             describe, error_code, refused, request_error)
@@ -67,13 +68,19 @@ class HarvestResult:
     extended: int = 0
     unresolved: int = 0
     over_budget: int = 0
-    blocked: int = 0
+    excluded: int = 0  # workers given the exclusion qualification in this pass
+    pooled: int = 0  # pool scores granted or changed (once the batch is done)
     items: int = 0
     decided: int = 0
     open: int = 0
     done: bool = False
     api_calls: dict[str, int] = field(default_factory=dict)
     failure: "BatchFailure | None" = None  # the pass failed for this batch (what it did before is counted)
+
+    @property
+    def blocked(self) -> int:
+        """The old name of `excluded` (a harvest no longer blocks anyone), for code written against it."""
+        return self.excluded
 
     def raise_failure(self) -> None:
         """Raise what made this batch's pass fail, if anything did (for callers harvesting one batch)."""
@@ -420,6 +427,8 @@ class Harvester:
         self.result.extended = len(to_extend) - len(refused_now)
         self.result.done = (self.result.open == 0 and not self.result.extended
                             and self.result.decided == self.result.items)
+        if self.result.done and self.task_type.single_label:
+            self._pool()
 
     def _consolidate(self, closed: pd.DataFrame) -> dict[str, Decision]:
         """Task types other than single-label classification: consolidate each closed item's answers
@@ -444,7 +453,7 @@ class Harvester:
     def _refresh(self, answers: pd.DataFrame, prior, known: dict[str, str]) -> None:
         """Final labels and confidences from the policy's aggregator over the whole batch; worker
         skills (and scores on known answers) kept for later batches; votes and answer counts per
-        item; workers who answer about at random blocked."""
+        item; workers who answer about at random excluded (annotate.exclusion, annotate.pools)."""
         labels, learned = self.policy.aggregate(answers, skills=prior)
         votes = vote_counts(answers)
         labels = labels.merge(votes, on="item", how="left")
@@ -460,46 +469,41 @@ class Harvester:
         if self.policy.settings.get("aggregator") != "dawid_skene":
             learned = get_aggregator("dawid_skene", smoothing=2.0, default_skill=0.7).fit(answers, skills=prior).skills_
         counts = answers.groupby("worker").size()
-        # Evidence for blocking: each answer against the known answer where there is one, else
-        # against the other workers' strict majority on that item (leave-one-out, so a worker's
-        # own vote never vouches for them).
-        n_scored, n_right = leave_one_out_agreement(answers, known)
         on_known = answers[answers["item"].isin(list(known))]
         seen = on_known.groupby("worker").size()
         correct = on_known[on_known["label"] == on_known["item"].map(known)].groupby("worker").size()
+        settings = WorkerSettings.from_config(self.batch["config"])
+        already = self.store.excluded_workers(decided=True)  # a lifted exclusion is a person's call: it stays lifted
+        decisions = {d.worker_id: d for d in assess(answers[["item", "worker", "label"]], known, len(self.spec.labels),
+                                                    settings.rules(), already)}
         now = utcnow()
         rows = [{"worker_id": w, "answers": int(counts.get(w, 0)), "skill": float(s),
                  "gold_seen": int(seen.get(w, 0)), "gold_correct": int(correct.get(w, 0)), "updated_at": now,
-                 "_scored": int(n_scored.get(w, 0)), "_right": int(n_right.get(w, 0))}
+                 "evidence": decisions[w].scored if w in decisions else 0.0,
+                 "evidence_right": decisions[w].right if w in decisions else 0.0}
                 for w, s in learned.items()]
         self.store.save_batch_workers(self.name, rows)
-        self._block(rows)
+        self._exclude([d for d in decisions.values() if d.exclude and d.worker_id not in already])
 
-    def _block(self, workers: list[dict]) -> None:
-        """CreateWorkerBlock for workers whose accuracy stays near chance after enough answers.
-        Their past answers already weigh little (the aggregator learned their skill); blocked,
-        they cannot take this requester's HITs again, so none of their answers is bought again."""
+    def _exclude(self, decisions: list[WorkerDecision]) -> None:
+        """The exclusion qualification for workers annotate.exclusion finds answering at random:
+        this batch's HITs (and every later batch's) require its absence, so they see no more of
+        them and none of their answers is bought again. Their past answers stay (the aggregator
+        has learned how little they weigh). Nobody is blocked: blocks are for a person to decide."""
+        for d in decisions:
+            reason = f"Batch {self.name}: {d.reason}."
+            pools.exclude(self.store, self.mturk, d.worker_id, reason)
+            self.store.event(self.name, "exclude", worker=d.worker_id, evidence=d.evidence,
+                             right=d.right, scored=d.scored, upper=round(d.high, 3))
+            self.result.excluded += 1
+
+    def _pool(self) -> None:
+        """Once the batch is done: pool scores over every batch's evidence, granted where they changed."""
         settings = WorkerSettings.from_config(self.batch["config"])
-        if not settings.block:
-            return
-        threshold = settings.threshold(len(self.spec.labels))
-        already = self.store.blocked_workers()
-        for w in workers:
-            if w["worker_id"] in already or w["answers"] < settings.block_after:
-                continue
-            if w["gold_seen"] >= settings.block_after:
-                right, n, basis = w["gold_correct"], w["gold_seen"], "known answers right"
-            else:
-                right, n, basis = w["_right"], w["_scored"], "answers agreeing with the other workers' majority"
-            if n < settings.block_after or wilson_upper(right, n) >= threshold:
-                continue
-            basis = f"{right}/{n} {basis}"
-            reason = (f"Answers in batch {self.name} look random ({basis}; the bar is {threshold:.2f}). "
-                      "Blocked by the requester's quality rules.")
-            self.mturk.call("CreateWorkerBlock", WorkerId=w["worker_id"], Reason=reason)
-            self.store.set_blocked(w["worker_id"], reason)
-            self.store.event(self.name, "block", worker=w["worker_id"], basis=basis)
-            self.result.blocked += 1
+        changed = pools.update_pool(self.store, self.mturk, settings.pool_after)
+        if changed:
+            self.store.event(self.name, "pool", scores=changed)
+        self.result.pooled = len(changed)
 
     # ------------------------------------------------------------------ buying more
     def _affordable(self, hit: dict, extend_by: int) -> bool:
@@ -625,41 +629,6 @@ def vote_counts(answers: pd.DataFrame) -> pd.DataFrame:
         counts = {label: int(n) for (_, label), n in group}
         rows.append((item, json.dumps(counts, sort_keys=True), sum(counts.values())))
     return pd.DataFrame(rows, columns=["item", "votes", "answers"])
-
-
-def leave_one_out_agreement(answers: pd.DataFrame, known: dict[str, str]) -> tuple[pd.Series, pd.Series]:
-    """Per worker: how many answers could be scored, and how many were right — against the known
-    answer, else against the strict majority of the item's *other* answers (no majority: unscored)."""
-    items = pd.Categorical(answers["item"])
-    labels = pd.Categorical(answers["label"])
-    n_items, n_labels = len(items.categories), len(labels.categories)
-    votes = np.zeros((n_items, n_labels), dtype=np.int32)
-    np.add.at(votes, (items.codes, labels.codes), 1)
-    others = votes[items.codes].copy()
-    others[np.arange(len(answers)), labels.codes] -= 1
-    top = others.argmax(axis=1)
-    top_n = others[np.arange(len(answers)), top]
-    strict = (top_n > 0) & ((others == top_n[:, None]).sum(axis=1) == 1)
-    reference = np.where(strict, np.asarray(labels.categories, dtype=object)[top], None)
-    if known:
-        known_ref = answers["item"].map(known).to_numpy(dtype=object)
-        has_known = pd.notna(known_ref)
-        reference = np.where(has_known, known_ref, reference)
-    scored = pd.notna(reference)
-    right = scored & (answers["label"].to_numpy(dtype=object) == reference)
-    workers = answers["worker"].to_numpy()
-    return (pd.Series(scored, index=workers).groupby(level=0).sum(),
-            pd.Series(right, index=workers).groupby(level=0).sum())
-
-
-def wilson_upper(successes: int, n: int, z: float = 1.96) -> float:
-    """The upper end of the Wilson score interval (95%) for a proportion."""
-    if n == 0:
-        return 1.0
-    p = successes / n
-    centre = p + z * z / (2 * n)
-    spread = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5)
-    return (centre + spread) / (1 + z * z / n)
 
 
 def _one_line(text: str, limit: int = 500) -> str:

@@ -111,3 +111,15 @@ def v2_answer_values_and_known_answers(db: sqlite_utils.Database) -> None:
     db.conn.create_function("annotate_json", 1, json.dumps, deterministic=True)
     for table in ("assignments", "labels"):
         db.execute(f"update [{table}] set value = annotate_json(label) where value is null and label is not null")
+
+
+@step
+def v3_worker_exclusion_and_pools(db: sqlite_utils.Database) -> None:
+    """Exclusion (a qualification, instead of automatic blocks) and trusted-worker pools: who is
+    excluded and why, each worker's pool score as granted, each batch's evidence per worker,
+    and the project's own qualification types."""
+    _add_missing_columns(db, "workers", {"excluded": int, "exclude_reason": str, "excluded_at": str, "pool": int,
+                                         "pool_at": str})
+    _add_missing_columns(db, "batch_workers", {"evidence": float, "evidence_right": float})
+    db["qualification_types"].create({"purpose": str, "marketplace": str, "qualification_type_id": str,
+                                      "created_at": str}, pk=("purpose", "marketplace"), if_not_exists=True)

@@ -31,8 +31,9 @@ from annotate.concurrency import parallel
 from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
-from annotate.limits import EXTENSION_CLIFF, MAX_ASSIGNMENTS_MAX, input_shape, problems
+from annotate.limits import EXTENSION_CLIFF, MAX_ASSIGNMENTS_MAX, QUALIFICATIONS_MAX, input_shape, problems
 from annotate.mturk import MTurk, connect, existing_hit_id
+from annotate import pools
 from annotate.store import HitIntent, Store, to_json, utcnow
 from annotate.templates import QuestionRenderer, environment, register_local_media, s3_presigner
 from annotate.workspace import Workspace
@@ -227,6 +228,7 @@ def _post_batch(
     template_source = renderer.env.loader.get_source(renderer.env, batch.template)[0]
     uid = batch_uid(batch, template_source, policy.initial_assignments)
     check_requests(batch, uid, policy.initial_assignments, first_question)
+    check_requirement_room(batch)
 
     posted_items = {h["item_id"] for h in store.hits(batch.name, created=True)} if stored else set()
     if stored:
@@ -292,7 +294,8 @@ def _post_batch(
             type_id, _ = ensure_test_type(store, mturk, batch, target, ws.marketplace_db)
             result.qualification_type_id = type_id
             requirements.append(batch.test.requirement(type_id))
-        hit_type_id = stored.get("hit_type_id") or _create_hit_type(mturk, batch, requirements)
+        hit_type_id = stored.get("hit_type_id") or _create_hit_type(
+            mturk, batch, [*requirements, *_worker_requirements(store, mturk, batch, result)])
         store.update_batch(batch.name, hit_type_id=hit_type_id, posted_at=utcnow())
         result.hit_type_id = hit_type_id
         items = {i.id: i for i in batch.items}
@@ -361,6 +364,29 @@ def _hit_params(batch: Batch, hit_type_id: str, max_assignments: int, item_id: s
 
 def _create_hit_type(mturk: MTurk, batch: Batch, extra: list[dict] | tuple = ()) -> str:
     return mturk.call("CreateHITType", **_hit_type_params(batch, extra))["HITTypeId"]
+
+
+def check_requirement_room(batch: Batch) -> None:
+    """annotate adds its own requirements (excluded workers, the pool): the batch's must leave room."""
+    pool = batch.workers.pool if batch.workers else None
+    test = getattr(batch, "test", None) is not None
+    ours = 1 + (pool is not None) + test
+    if len(batch.hit.qualifications) + ours > QUALIFICATIONS_MAX:
+        raise UserError(f"MTurk takes at most {QUALIFICATIONS_MAX} qualification requirements and annotate adds {ours} "
+                        f"(excluded workers{', the pool' if pool is not None else ''}"
+                        f"{', the qualification test' if test else ''}); keep at most "
+                        f"{QUALIFICATIONS_MAX - ours}", file=str(batch.dir / "batch.toml"), field="hit.qualifications")
+
+
+def _worker_requirements(store: Store, mturk: MTurk, batch: Batch, result: PostResult) -> list[dict]:
+    """No excluded worker, and with `[workers] pool = N` a pool score of at least N (annotate.pools)."""
+    pool = batch.workers.pool if batch.workers else None
+    if pool is not None:
+        holders = sum(1 for w in store.pool_evidence() if (w["pool"] or 0) >= pool and not w["excluded"])
+        if not holders:
+            result.notes.append(f"no worker holds a pool score of {pool} or more yet: only workers granted one "
+                                f"(after a batch without `pool`) can take these HITs")
+    return pools.requirements(store, mturk, pool)
 
 
 def _create_hit(mturk: MTurk, batch: Batch, hit_type_id: str, intent: HitIntent, question: str) -> tuple[str, bool, str | None]:

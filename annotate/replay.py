@@ -70,6 +70,7 @@ def run_replay(
     seed: int = 0,
     workdir: str | Path = ".",
     block: bool = True,
+    recorded_order: bool = False,
     timeout: float = 1800.0,
     on_progress: Callable[[int, int, int], None] | None = None,
 ) -> dict:
@@ -95,7 +96,10 @@ def run_replay(
     ws = Workspace(root / ".annotate").ensure()
 
     ordered: dict[str, list[tuple[str, str]]] = {}
-    for row in shuffled_answers(data.answers, seed).itertuples(index=False):
+    # recorded_order: each item's answers come in the file's order (a planted order, e.g. spammers
+    # always first beside the same partner) instead of the seeded shuffle.
+    source = data.answers.assign(pos=data.answers.groupby("item").cumcount()) if recorded_order else data.answers
+    for row in shuffled_answers(source, seed).itertuples(index=False):
         ordered.setdefault(f"{name}/{row.item}", []).append((row.worker, row.label))
     available = {item: len(ordered[f"{name}/{item}"]) for item in items}
 
@@ -142,7 +146,7 @@ def run_replay(
         "fraction_bought": round(bought / sum(available.values()), 4),
         "cost_usd": format_money(money["spent"]),
         "unresolved": sum(1 for r in labels.values() if r["status"] == "unresolved"),
-        "blocked_workers": sum(1 for w in store.workers(name) if w["blocked"]),
+        "excluded_workers": sum(1 for w in store.workers(name) if w["excluded"]),
         "passes": passes,
         "seconds": round(time.monotonic() - started, 2),
         "api_calls": store.api_calls(name),

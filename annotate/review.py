@@ -4,11 +4,11 @@
   whether the known answer itself is wrong;
 - quarantined answers with their reason (the harvest kept them out of consensus);
 - workers near the exclusion bar: the 95% Wilson interval on their accuracy straddles the
-  threshold the harvest blocks below (WorkerSettings.threshold), so neither keeping nor
+  threshold the harvest excludes below (WorkerSettings.threshold), so neither keeping nor
   excluding them is settled by the evidence; and workers under the bar whom nothing excluded
-  (blocking off, or too few answers for the rule). Accuracy is measured as the harvest measures
-  it: on known answers when a worker has enough of them, else as agreement with the other
-  workers' strict majority (leave-one-out).
+  (exclusion off, or too few answers for the rule). Accuracy is measured exactly as the harvest
+  measures it (annotate.exclusion.assess: known answers, else the other answers' weighted
+  evidence, never one co-worker's disagreement).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from annotate.config import WorkerSettings
 from annotate.errors import UserError
-from annotate.harvest import leave_one_out_agreement, wilson_upper
+from annotate.exclusion import assess, wilson
 from annotate.store import Store
 from annotate.workspace import Workspace
 
@@ -43,10 +43,9 @@ class Review:
         return {**asdict(self), "counts": self.counts}
 
 
-def wilson_interval(successes: int, n: int) -> tuple[float, float]:
-    """The 95% Wilson score interval; its lower end is one minus the upper end for the failures
-    (the interval is symmetric under p -> 1 - p)."""
-    return 1.0 - wilson_upper(n - successes, n), wilson_upper(successes, n)
+def wilson_interval(successes: float, n: float) -> tuple[float, float]:
+    """The Wilson score interval the harvest's exclusion rule uses (one-sided 95% at each end)."""
+    return wilson(successes, n)
 
 
 def review(ws: Workspace, batch: str) -> Review:
@@ -68,38 +67,27 @@ def review(ws: Workspace, batch: str) -> Review:
                                       "answer": a["label"], "known": known[a["item_id"]], "status": a["status"]})
     answers = store.answers(batch)
     if len(answers):
-        out.workers = _standing(answers, known, settings, threshold, store.blocked_workers())
+        out.workers = _standing(answers, known, settings, threshold, len(row["labels"]),
+                                store.blocked_workers() | store.excluded_workers())
     return out
 
 
-def _standing(answers, known: dict[str, str], settings: WorkerSettings, threshold: float,
-              blocked: set[str]) -> list[dict]:
+def _standing(answers, known: dict[str, str], settings: WorkerSettings, threshold: float, n_labels: int,
+              gone: set[str]) -> list[dict]:
     """Workers whose interval straddles the bar ("near"), or lies under it while they still work
-    ("below"), on the evidence the harvest's blocking rule uses."""
-    scored, right = leave_one_out_agreement(answers, known)
-    on_known = answers[answers["item"].isin(list(known))]
-    seen = on_known.groupby("worker").size()
-    correct = on_known[on_known["label"] == on_known["item"].map(known)].groupby("worker").size()
-    counts = answers.groupby("worker").size()
+    ("below"), on the evidence the harvest's exclusion rule uses."""
     rows = []
-    for worker, total in counts.items():
-        if int(seen.get(worker, 0)) >= settings.block_after:
-            r, n, basis = int(correct.get(worker, 0)), int(seen.get(worker, 0)), "known answers"
-        else:
-            r, n, basis = int(right.get(worker, 0)), int(scored.get(worker, 0)), "agreement with the others' majority"
-        if n < MIN_SCORED:
-            continue
-        low, high = wilson_interval(r, n)
-        if high < threshold:
+    for d in assess(answers, known, n_labels, settings.rules()):
+        if d.scored < MIN_SCORED or d.worker_id in gone:
+            continue  # too little evidence to say anything; or already excluded/blocked
+        if d.high < threshold:
             standing = "below"
-        elif low < threshold:
+        elif d.low < threshold:
             standing = "near"
         else:
             continue
-        if worker in blocked:
-            continue  # already excluded: nothing left to decide
-        rows.append({"worker": worker, "answers": int(total), "right": r, "scored": n, "basis": basis,
-                     "accuracy": round(r / n, 4), "low": round(low, 4), "high": round(high, 4), "standing": standing,
-                     "decidable": n >= settings.block_after})
+        rows.append({"worker": d.worker_id, "answers": d.answers, "right": d.right, "scored": d.scored,
+                     "basis": d.evidence, "accuracy": round(d.right / d.scored, 4), "low": round(d.low, 4),
+                     "high": round(d.high, 4), "standing": standing, "decidable": d.answers >= settings.exclude_after})
     rows.sort(key=lambda w: (w["standing"] != "below", w["accuracy"], w["worker"]))
     return rows

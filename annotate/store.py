@@ -119,13 +119,18 @@ SCHEMA = {
         pk=("batch", "item_id")),
     "workers": dict(
         columns={"worker_id": str, "answers": int, "agreed": int, "skill": float, "blocked": int,
-                 "block_reason": str, "updated_at": str},
+                 "block_reason": str, "updated_at": str, "excluded": int, "exclude_reason": str, "excluded_at": str,
+                 "pool": int, "pool_at": str},
         pk="worker_id"),
     # A worker's skill as learned in one batch; a batch's prior is what the others taught.
     "batch_workers": dict(
         columns={"batch": str, "worker_id": str, "answers": int, "skill": float, "gold_seen": int,
-                 "gold_correct": int, "updated_at": str},
+                 "gold_correct": int, "updated_at": str, "evidence": float, "evidence_right": float},
         pk=("batch", "worker_id")),
+    # The project's own qualification types (exclusion, pool), one per purpose and marketplace.
+    "qualification_types": dict(
+        columns={"purpose": str, "marketplace": str, "qualification_type_id": str, "created_at": str},
+        pk=("purpose", "marketplace")),
     "events": dict(
         columns={"id": int, "at": str, "batch": str, "kind": str, "detail": str},
         pk="id"),
@@ -645,7 +650,8 @@ class Store:
                 "order by w.answers desc, w.worker_id")]
         return [dict(r) for r in self.db.query(
             "select bw.worker_id, bw.answers, bw.skill, bw.gold_seen, bw.gold_correct, coalesce(w.blocked, 0) as blocked, "
-            "w.block_reason from batch_workers bw left join workers w using (worker_id) where bw.batch = ? "
+            "w.block_reason, coalesce(w.excluded, 0) as excluded, w.exclude_reason, w.pool, bw.evidence, bw.evidence_right "
+            "from batch_workers bw left join workers w using (worker_id) where bw.batch = ? "
             "order by bw.answers desc, bw.worker_id", [batch])]
 
     def known_answers(self, batch: str) -> dict[str, str]:
@@ -655,11 +661,52 @@ class Store:
     def blocked_workers(self) -> set[str]:
         return {r["worker_id"] for r in self.db.query("select worker_id from workers where blocked = 1")}
 
-    def set_blocked(self, worker_id: str, reason: str) -> None:
+    def set_blocked(self, worker_id: str, reason: str, blocked: bool = True) -> None:
         with self.transaction():
-            self._exec("insert into workers (worker_id, answers, blocked, block_reason, updated_at) values (?, 0, 1, ?, ?) "
-                       "on conflict(worker_id) do update set blocked = 1, block_reason = excluded.block_reason, "
-                       "updated_at = excluded.updated_at", [worker_id, reason, utcnow()])
+            self._exec("insert into workers (worker_id, answers, blocked, block_reason, updated_at) values (?, 0, ?, ?, ?) "
+                       "on conflict(worker_id) do update set blocked = excluded.blocked, block_reason = excluded.block_reason, "
+                       "updated_at = excluded.updated_at", [worker_id, int(blocked), reason, utcnow()])
+
+    def worker(self, worker_id: str) -> dict | None:
+        rows = list(self.db.query("select * from workers where worker_id = ?", [worker_id]))
+        return dict(rows[0]) if rows else None
+
+    def excluded_workers(self, decided: bool = False) -> set[str]:
+        """Excluded workers; with `decided`, also those whose exclusion a person lifted (`workers
+        include`): the harvest leaves both alone."""
+        where = "excluded is not null" if decided else "excluded = 1"
+        return {r["worker_id"] for r in self.db.query(f"select worker_id from workers where {where}")}
+
+    def set_excluded(self, worker_id: str, reason: str, excluded: bool = True) -> None:
+        """Recorded after MTurk granted (or revoked) the exclusion qualification."""
+        with self.transaction():
+            self._exec("insert into workers (worker_id, answers, blocked, excluded, exclude_reason, excluded_at, updated_at) "
+                       "values (?, 0, 0, ?, ?, ?, ?) on conflict(worker_id) do update set excluded = excluded.excluded, "
+                       "exclude_reason = excluded.exclude_reason, excluded_at = excluded.excluded_at",
+                       [worker_id, int(excluded), reason, utcnow(), utcnow()])
+
+    def pool_evidence(self) -> list[dict]:
+        """Per worker over every batch: answers' worth of evidence, how much of it said right, the
+        pool score granted on MTurk (None: none) and whether they are excluded."""
+        return [dict(r) for r in self.db.query(
+            "select bw.worker_id, sum(bw.answers) as answers, sum(coalesce(bw.evidence, 0)) as evidence, sum(coalesce(bw.evidence_right, 0)) as evidence_right, "
+            "w.pool, coalesce(w.excluded, 0) as excluded from batch_workers bw left join workers w using (worker_id) "
+            "group by bw.worker_id order by bw.worker_id")]
+
+    def set_pool(self, worker_id: str, score: int | None) -> None:
+        with self.transaction():
+            self._exec("update workers set pool = ?, pool_at = ? where worker_id = ?", [score, utcnow(), worker_id])
+
+    def qualification_type(self, purpose: str, marketplace: str) -> str | None:
+        rows = list(self.db.query("select qualification_type_id from qualification_types where purpose = ? and "
+                                  "marketplace = ?", [purpose, marketplace]))
+        return rows[0]["qualification_type_id"] if rows else None
+
+    def save_qualification_type(self, purpose: str, marketplace: str, type_id: str) -> None:
+        with self.transaction():
+            self._write("qualification_types", [{"purpose": purpose, "marketplace": marketplace,
+                                                 "qualification_type_id": type_id, "created_at": utcnow()}],
+                        on_conflict="replace")
 
     # ---------------------------------------------------------------- events and API calls
     def event(self, batch: str | None, kind: str, **detail: Any) -> None:

@@ -113,6 +113,9 @@ EDGES = {
     ("workers", "block"): [True, "yes"],
     ("workers", "block_below"): [0.5, 2, float("nan")],
     ("workers", "block_after"): [0, 1, True],
+    ("workers", "exclude_after"): [0, 1, 20],
+    ("workers", "pool"): [80, 0, 101, True, ">= 80"],
+    ("workers", "pool_after"): [0, 20],
 }
 settings_changes = st.lists(st.sampled_from(sorted(EDGES)).flatmap(
     lambda key: st.tuples(st.just(key), st.one_of(st.sampled_from(EDGES[key]), toml_values))), min_size=1, max_size=2)

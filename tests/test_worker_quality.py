@@ -1,5 +1,6 @@
-"""Worker quality: near-chance workers are blocked (through MTurk's own CreateWorkerBlock) and
-buy nothing more; known-answer items score workers and are never exported."""
+"""Worker quality: near-chance workers are excluded (the project's exclusion qualification, which
+every batch's HITs require the absence of), never blocked, and buy nothing more; known-answer
+items score workers and are never exported."""
 
 from __future__ import annotations
 
@@ -13,24 +14,32 @@ from annotate.store import Store
 from conftest import make_batch, mturk_client, run_until_done
 
 
-def test_spammers_are_blocked_and_stop_getting_work(ws, marketplace, tmp_path):
+def test_spammers_are_excluded_not_blocked_and_stop_getting_work(ws, marketplace, tmp_path):
     batch_dir = make_batch(tmp_path, items=150)
     batch = load_batch(batch_dir)
     post_batch(ws, batch_dir, endpoint_url=marketplace.url)
-    crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=6, spammer_share=0.34,
+    # 2 spammers in 9 (the round robin pairs them with different workers over the batch).
+    crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=9, spammer_share=0.22,
                            accuracy=(0.9, 0.98), seed=2)
     spammers = {w.worker_id for w in crowd.workers if w.spammer}
     run_until_done(ws, batch, marketplace.url, crowd)
-    blocks = {b["WorkerId"]: b["Reason"] for b in mturk_client(marketplace.url).list_worker_blocks(MaxResults=100)["WorkerBlocks"]}
-    assert spammers and set(blocks) == spammers  # every spammer, and nobody else
-    assert all("look random" in reason for reason in blocks.values())
+    client = mturk_client(marketplace.url)
+    assert client.list_worker_blocks(MaxResults=100)["WorkerBlocks"] == []  # nobody blocked automatically
     store = Store(ws.store_path)
-    assert {w["worker_id"] for w in store.workers() if w["blocked"]} == spammers
-    # Once blocked, a worker submits nothing more: their last answer predates the block.
-    blocked_at = {r["worker_id"]: r["updated_at"] for r in store.workers() if r["blocked"]}
-    for worker, when in blocked_at.items():
+    exclusion = store.qualification_type("exclusion", "local")
+    held = {q["WorkerId"] for q in client.list_workers_with_qualification_type(
+        QualificationTypeId=exclusion, MaxResults=100)["Qualifications"]}
+    assert spammers and held == spammers  # every spammer, and nobody else
+    hit_type = client.get_hit(HITId=store.hits(batch.name, created=True)[0]["hit_id"])["HIT"]
+    assert {"QualificationTypeId": exclusion, "Comparator": "DoesNotExist",
+            "ActionsGuarded": "DiscoverPreviewAndAccept"} in hit_type["QualificationRequirements"]
+    rows = {w["worker_id"]: w for w in store.workers()}
+    assert {w for w, r in rows.items() if r["excluded"]} == spammers
+    assert all("look random" in rows[w]["exclude_reason"] and not rows[w]["blocked"] for w in spammers)
+    # Once excluded, a worker submits nothing more: their last answer predates the exclusion.
+    for worker in spammers:
         last = max(r["stored_at"] for r in store.db["assignments"].rows_where("worker_id = ?", [worker]))
-        assert last <= when
+        assert last <= rows[worker]["excluded_at"]
 
 
 def test_known_answers_score_workers_and_are_not_exported(ws, marketplace, tmp_path):
@@ -55,18 +64,3 @@ def test_known_answers_score_workers_and_are_not_exported(ws, marketplace, tmp_p
     ids = {line.split(",")[0] for line in exported.csv.read_text().splitlines()[1:]}
     assert not ids & {i.id for i in batch.items if i.known}
     assert result.decided == 30
-
-
-def test_leave_one_out_agreement_never_lets_a_worker_vouch_for_themselves():
-    import pandas as pd
-
-    from annotate.harvest import leave_one_out_agreement, wilson_upper
-
-    answers = pd.DataFrame({"item": ["a", "a", "a", "b", "b", "c"], "worker": ["w1", "w2", "w3", "w1", "w2", "w1"],
-                            "label": ["x", "x", "y", "y", "z", "x"]})
-    scored, right = leave_one_out_agreement(answers, known={"c": "y"})
-    # a: w1 vs {x, y} (no strict majority) unscored; w2 likewise; w3 vs {x, x} -> wrong.
-    # b: w1 vs {z} wrong; w2 vs {y} wrong. c: known answer y, w1 said x -> wrong.
-    assert scored.to_dict() == {"w1": 2, "w2": 1, "w3": 1}
-    assert right.to_dict() == {"w1": 0, "w2": 0, "w3": 0}
-    assert wilson_upper(18, 50) < 0.5 < wilson_upper(20, 30)

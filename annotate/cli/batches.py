@@ -87,7 +87,7 @@ def _add_pass(totals: dict, r) -> None:
     for op, n in r.api_calls.items():
         calls[op] = calls.get(op, 0) + n
     totals[r.batch] = replace(r, api_calls=calls, **{f: getattr(t, f) + getattr(r, f) for f in (
-        "new_answers", "approved", "quarantined", "extended", "over_budget", "blocked")})
+        "new_answers", "approved", "quarantined", "extended", "over_budget", "excluded", "pooled")})
 
 
 def _results_table(results, title: str = "Harvest") -> Table:
@@ -102,7 +102,7 @@ def _results_table(results, title: str = "Harvest") -> Table:
 
 def _result_json(r) -> dict:
     return {"batch": r.batch, "new_answers": r.new_answers, "approved": r.approved, "labelled": r.labelled,
-            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget, "blocked": r.blocked,
+            "extended": r.extended, "unresolved": r.unresolved, "over_budget": r.over_budget, "excluded": r.excluded, "pooled": r.pooled,
             "quarantined": r.quarantined, "items": r.items, "decided": r.decided, "done": r.done,
             "api_calls": r.api_calls, "failure": r.failure.as_json() if r.failure else None}
 
@@ -330,12 +330,27 @@ def status(ws, batch, as_json):
         out.print(calls)
 
 
-@click.command()
+class _WorkersGroup(click.Group):
+    """`annotate workers [BATCH]` lists (as it always did); `annotate workers block ID …` acts."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_WorkersGroup)
+def workers():
+    """Workers: answers, estimated accuracy, pool score, excluded or blocked (with the reason);
+    block, unblock, exclude or include one."""
+
+
+@workers.command("list")
 @click.argument("batch", required=False)
 @json_option
 @click.pass_obj
-def workers(ws, batch, as_json):
-    """Workers: answers given and estimated accuracy (per batch, or across batches)."""
+def workers_list(ws, batch, as_json):
+    """Workers: answers given, estimated accuracy, pool score, excluded / blocked and why (per batch, or across batches)."""
     from annotate.store import Store
 
     store = Store(ws.store_path, readonly=True)
@@ -346,14 +361,48 @@ def workers(ws, batch, as_json):
         emit_json({"workers": rows})
         return
     table = Table(title=f"Workers{' in ' + batch if batch else ''}")
-    for col in ("worker", "answers", "estimated accuracy", "known answers right", "blocked"):
-        table.add_column(col, justify="left" if col == "worker" else "right")
+    for col in ("worker", "answers", "estimated accuracy", "known answers right", "pool", "standing", "reason"):
+        table.add_column(col, justify="left" if col in ("worker", "standing", "reason") else "right")
     for r in rows:
         skill = r.get("skill")
         gold = f"{r['gold_correct']}/{r['gold_seen']}" if r.get("gold_seen") else "-"
+        standing, reason = "", ""
+        if r.get("blocked"):
+            standing, reason = "blocked", r.get("block_reason") or ""
+        elif r.get("excluded"):
+            standing, reason = "excluded", r.get("exclude_reason") or ""
+        elif r.get("pool") is not None:
+            standing = "pool"
         table.add_row(r["worker_id"], str(r["answers"]), f"{skill:.3f}" if skill is not None else "-", gold,
-                      "yes" if r.get("blocked") else "")
+                      str(r["pool"]) if r.get("pool") is not None else "-", standing, reason)
     out.print(table)
+
+
+def _worker_command(action: str, help_text: str):
+    @workers.command(action, help=help_text)
+    @click.argument("worker_id")
+    @click.option("--reason", required=True, help="Why (kept in the store; MTurk keeps it with a block).")
+    @target_option
+    @endpoint_option
+    @yes_option
+    @json_option
+    @click.pass_obj
+    def command(ws, worker_id, reason, target, endpoint_url, yes, as_json):
+        from annotate.workers import act
+
+        done = act(ws, action, worker_id, reason, confirm=_confirm(yes), target=target, endpoint_url=endpoint_url)
+        if as_json:
+            emit_json(done.as_json())
+        else:
+            err.print(f"{action.capitalize()}ed {worker_id}" if not action.endswith("e") else f"{action.capitalize()}d {worker_id}",
+                      markup=False, highlight=False)
+    return command
+
+
+_worker_command("block", "Block a worker (CreateWorkerBlock): never automatic; it counts against their MTurk account.")
+_worker_command("unblock", "Lift a block (DeleteWorkerBlock).")
+_worker_command("exclude", "Exclude a worker: the project's exclusion qualification; no batch's HITs show to them.")
+_worker_command("include", "Lift an exclusion: the worker sees this project's HITs again.")
 
 
 commands = [post, harvest, export, status, workers]

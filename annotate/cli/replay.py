@@ -18,7 +18,7 @@ err = console(stderr=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Orders each item's recorded answers.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="Where the replay's folder (annotate-replay/<dataset>/) goes.")
-@click.option("--no-block", is_flag=True, help="Do not block workers who answer at random.")
+@click.option("--no-block", is_flag=True, help="Do not exclude workers who answer at random.")
 @json_option
 def replay(dataset_dir, policy, seed, workdir, no_block, as_json):
     """Replay DATASET_DIR (answers.csv + truth.csv) against a consensus policy, over the local marketplace."""
@@ -32,7 +32,7 @@ def replay(dataset_dir, policy, seed, workdir, no_block, as_json):
     table.add_column(style="bold")
     table.add_column()
     for key in ("items", "accuracy", "answers_per_item", "available_per_item", "fraction_bought", "cost_usd",
-                "unresolved", "blocked_workers", "passes", "seconds"):
+                "unresolved", "excluded_workers", "passes", "seconds"):
         table.add_row(key.replace("_", " "), str(summary[key]))
     err.print(table)
     if as_json:

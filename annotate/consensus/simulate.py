@@ -8,6 +8,12 @@ closed, open=False, once their answers are in), "extend" items get `extend_by` m
 item extends. When an item's recorded answers run out, the extra assignments stay unfilled, as a
 live HIT would expire with fewer answers: `bought` keeps counting them (so the policy sees the item
 as starved and stops extending it) but only answers received are paid for.
+
+With `exclusion` (annotate.exclusion.ExclusionRules), workers are excluded as the live harvest
+excludes them: after each round, the same `assess` over the answers received so far; an excluded
+worker's answers not yet received are dropped (as an excluded worker can no longer accept the
+HIT), and the next recorded worker takes the slot. Answers with a `pos` column keep that order
+(a crowd built with a planted order, e.g. synthetic.paired_spammer_crowd) instead of the shuffle.
 """
 
 from __future__ import annotations
@@ -37,17 +43,24 @@ class ReplayResult:
     fraction_bought: float  # answers received / answers the dataset holds
     cost: Decimal  # USD, reward + MTurk fee at the policy's max_assignments tier
     rounds: int
-    labels: pd.DataFrame = field(repr=False, default=None)  # item, label, confidence, action, answers
+    excluded: list = field(default_factory=list)  # workers excluded, in the order they were
+    labels: pd.DataFrame = field(repr=False, default=None)
+    received: pd.DataFrame = field(repr=False, default=None)  # the answers bought: item, worker, label  # item, label, confidence, action, answers
 
     def summary(self) -> dict:
         d = asdict(self)
         d.pop("labels")
+        d.pop("received")
         d["cost"] = str(self.cost)
         return d
 
 
 def shuffled_answers(answers: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Answers with a per-item draw order `pos` (0 first), from rng([seed, crc32(item)])."""
+    """Answers with a per-item draw order `pos` (0 first), from rng([seed, crc32(item)]); a `pos`
+    column already there is kept (a planted order)."""
+    if "pos" in answers.columns:
+        a = answers[["item", "worker", "label", "pos"]].astype({"item": str, "worker": str, "label": str})
+        return a.sort_values(["item", "pos"], kind="stable").reset_index(drop=True)
     a = answers[["item", "worker", "label"]].astype(str).reset_index(drop=True)
     items = np.sort(a["item"].unique())
     idx = pd.Series(np.arange(len(items)), index=items)
@@ -66,11 +79,16 @@ def shuffled_answers(answers: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, seed: int = 0,
-           skills: pd.Series | None = None, max_rounds: int = 1000) -> ReplayResult:
-    """Replay `answers` against `policy`; `truth` (item, label) is used only to score at the end."""
+           skills: pd.Series | None = None, max_rounds: int = 1000, exclusion=None,
+           known: dict[str, str] | None = None, n_labels: int | None = None) -> ReplayResult:
+    """Replay `answers` against `policy`; `truth` (item, label) is used only to score at the end.
+    `exclusion`: ExclusionRules to exclude workers as the harvest does (`known` answers and the
+    batch's `n_labels` feed the same decision; n_labels defaults to the labels answered)."""
     pool = shuffled_answers(answers, seed)
+    n_labels = n_labels or pool["label"].nunique()
+    excluded: list[str] = []
     items = np.sort(pool["item"].unique())
-    available = pool.groupby("item").size().reindex(items).to_numpy()
+    recorded = pool.groupby("item").size().reindex(items).to_numpy()
     bought = pd.Series(policy.initial_assignments, index=items, dtype=int)
     rounds = 0
     while True:
@@ -79,10 +97,13 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         decisions = policy.decide(got[["item", "worker", "label"]], state, skills)
         rounds += 1
         extend = {i: d.extend_by for i, d in decisions.items() if d.action == "extend"}
+        if exclusion is not None:
+            pool = _exclude(pool, got, bought, known or {}, n_labels, exclusion, excluded)
         if not extend or rounds >= max_rounds:
             break
         for item, by in extend.items():
             bought[item] = min(bought[item] + by, policy.max_assignments)
+    available = pool.groupby("item").size().reindex(items).to_numpy()  # after exclusions
     received = np.minimum(bought.to_numpy(), available)
     final = pd.DataFrame({
         "item": items,
@@ -101,6 +122,26 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         policy=repr(policy), seed=seed, items=len(items), accuracy=accuracy,
         unresolved=int((final["action"] == "unresolved").sum()),
         starved=int((bought.to_numpy() > available).sum()),
-        answers_per_item=n / len(items), available_per_item=float(available.mean()),
-        fraction_bought=n / float(available.sum()), cost=per * n, rounds=rounds, labels=final,
+        answers_per_item=n / len(items), available_per_item=float(recorded.mean()),
+        fraction_bought=n / float(recorded.sum()), cost=per * n, rounds=rounds, excluded=excluded, labels=final,
+        received=got[["item", "worker", "label"]].reset_index(drop=True),
     )
+
+
+def _exclude(pool: pd.DataFrame, got: pd.DataFrame, bought: pd.Series, known: dict[str, str], n_labels: int,
+             rules, excluded: list[str]) -> pd.DataFrame:
+    """The harvest's exclusion after a round: `assess` on what was received; the newly excluded
+    workers' answers not yet received leave the pool (positions renumbered, order kept)."""
+    from annotate.exclusion import assess
+
+    already = set(excluded)
+    new = [d.worker_id for d in assess(got[["item", "worker", "label"]], known, n_labels, rules, already)
+           if d.exclude and d.worker_id not in already]
+    if not new:
+        return pool
+    excluded.extend(new)
+    future = pool["pos"].to_numpy() >= bought.reindex(pool["item"]).to_numpy()
+    keep = ~(future & pool["worker"].isin(new).to_numpy())
+    pool = pool[keep].reset_index(drop=True)
+    pool["pos"] = pool.groupby("item").cumcount()
+    return pool

@@ -44,3 +44,67 @@ def synthetic_crowd(n_items: int = 1000, per_item: int = 10, n_workers: int = 10
     truth_s = pd.Series(truth.astype(str), index=np.char.add("i", np.char.zfill(np.arange(n_items).astype(str), 6)), name="label")
     truth_s.index.name = "item"
     return answers, truth_s, conf
+
+
+def paired_spammer_crowd(n_items: int = 1000, n_workers: int = 50, n_labels: int = 4, per_item: int = 6,
+                         spammer_share: float = 0.2, paired_share: float = 0.5, known_share: float = 0.0,
+                         accuracy: tuple[float, float] = (0.6, 0.97), seed: int = 0):
+    """A crowd where spammers (`spammer_share` of the workers, answering uniformly at random) hide
+    behind good workers: `paired_share` of them always answer an item together with the same good
+    worker, and always as its first two answers (so at two answers per item that good worker's
+    only co-worker is a spammer). The other workers' first two answers come from two random
+    workers, and answers 3..`per_item` (what extensions buy) from the rest, never a paired spammer.
+
+    Returns (answers with `pos`, the draw order within an item; truth Series; known answers dict
+    for `known_share` of the items; workers DataFrame: worker, accuracy, spammer, paired, partner).
+    """
+    rng = np.random.default_rng([seed, 7])
+    ids = np.array([f"w{i:04d}" for i in range(n_workers)])
+    order = rng.permutation(n_workers)
+    n_spam = round(n_workers * spammer_share)
+    n_paired = round(n_spam * paired_share)
+    spammers = order[:n_spam]
+    paired = order[:n_paired]
+    partners = order[n_spam:n_spam + n_paired]  # one good worker each
+    acc = rng.uniform(*accuracy, size=n_workers)
+    acc[spammers] = 1.0 / n_labels
+    free = np.setdiff1d(np.arange(n_workers), paired)  # everyone who ever answers alone
+    if len(free) < per_item:
+        raise ValueError("not enough unpaired workers for per_item answers")
+    # A paired spammer answers as often as anyone else: each worker is among an item's first two
+    # answers with probability 2/n_workers, and a pair answers together.
+    pair_rate = min(1.0, 2 * n_paired / n_workers)
+    truth = rng.integers(n_labels, size=n_items)
+    rows_item, rows_worker, rows_pos = [], [], []
+    for item in range(n_items):
+        if n_paired and rng.random() < pair_rate:
+            k = rng.integers(n_paired)
+            first = [paired[k], partners[k]] if rng.random() < 0.5 else [partners[k], paired[k]]
+        else:
+            first = list(rng.choice(free, size=2, replace=False))
+        rest_pool = np.setdiff1d(free, first)
+        rest = list(rng.choice(rest_pool, size=per_item - 2, replace=False))
+        workers = first + rest
+        rows_item += [item] * per_item
+        rows_worker += workers
+        rows_pos += list(range(per_item))
+    items = np.array(rows_item)
+    workers = np.array(rows_worker)
+    true = truth[items]
+    correct = rng.random(len(items)) < acc[workers]
+    wrong = (true + rng.integers(1, n_labels, size=len(items))) % n_labels  # a uniformly drawn other label
+    spam = np.isin(workers, spammers)
+    given = np.where(correct, true, wrong)
+    given = np.where(spam, rng.integers(n_labels, size=len(items)), given)
+    name = np.char.add("i", np.char.zfill(items.astype(str), 6))
+    answers = pd.DataFrame({"item": name, "worker": ids[workers], "label": given.astype(str), "pos": rows_pos})
+    item_ids = np.char.add("i", np.char.zfill(np.arange(n_items).astype(str), 6))
+    truth_s = pd.Series(truth.astype(str), index=item_ids, name="label")
+    truth_s.index.name = "item"
+    known_idx = rng.choice(n_items, size=round(n_items * known_share), replace=False)
+    known = {item_ids[i]: str(truth[i]) for i in sorted(known_idx)}
+    partner_of = {int(s): ids[p] for s, p in zip(paired, partners)}
+    info = pd.DataFrame({"worker": ids, "accuracy": acc, "spammer": np.isin(np.arange(n_workers), spammers),
+                         "paired": np.isin(np.arange(n_workers), paired),
+                         "partner": [partner_of.get(i) for i in range(n_workers)]})
+    return answers, truth_s, known, info
