@@ -432,6 +432,9 @@ class Harvester:
         skills (and scores on known answers) kept for later batches; votes and answer counts per
         item; workers who answer about at random blocked."""
         labels, learned = self.policy.aggregate(answers, skills=prior)
+        # what calibration moved, for the accuracy estimate's interval (annotate.results)
+        self.store.event(self.name, "estimate", items=len(labels), calibrated=float(labels["confidence"].mean()),
+                         raw=float(labels["raw_confidence"].mean()))
         votes = vote_counts(answers)
         labels = labels.merge(votes, on="item", how="left")
         # Plain tuples into one UPDATE per item: at 100,000 items whole label rows as dicts would

@@ -95,7 +95,9 @@ def make_policy(batch: Batch):
         policy = get_policy(name, **settings)
     except (KeyError, ValueError, TypeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        raise UserError(f"consensus settings: {message}", file=file, field="consensus") from None
+        # a setting that knows its name (annotate.consensus.policies.SettingError) is named in full
+        field = f"consensus.{exc.setting}" if getattr(exc, "setting", None) else "consensus"
+        raise UserError(f"consensus settings: {message}", file=file, field=field) from None
     first, most = policy.initial_assignments, policy.max_assignments
     if first < EXTENSION_CLIFF <= most:
         # MTurk refuses to extend a HIT created with fewer than 10 assignments to 10 or more

@@ -119,6 +119,11 @@ POST_CASES = [
     ("toml-unknown-policy", toml('policy = "agree"', 'policy = "telepathy"'), ["consensus", "telepathy"]),
     ("toml-bad-consensus-setting", toml("agree = 2", "agree = 0"), ["consensus", "agree"]),
     ("toml-unknown-consensus-setting", toml("agree = 2", "agree = 2\nquorum = 3"), ["consensus", "quorum"]),
+    # issue 16: the two ways to say what is wanted, named in full when wrong
+    ("toml-target-accuracy-out-of-range", toml('policy = "agree"\nagree = 2', 'policy = "adaptive"\ntarget_accuracy = 1.5'),
+     ["consensus.target_accuracy", "[0.5, 1)"]),
+    ("toml-answers-per-item-zero", toml('policy = "agree"\nagree = 2', 'policy = "adaptive"\nanswers_per_item = 0'),
+     ["consensus.answers_per_item", ">= 1"]),
     ("toml-title-too-long", toml('title = "Identify the iris species from a drawing"', 'title = "' + "x" * 129 + '"'),
      ["hit.title", "128"]),
     ("template-missing", toml('template = "iris.html.j2"', 'template = "nope.html.j2"'), ["batch.template", "not found"]),

@@ -129,15 +129,35 @@ def calibrated(agg, answers: pd.DataFrame, tau: float | None = None) -> tuple[pd
     return pd.DataFrame(p, index=agg.probas_.index, columns=agg.probas_.columns), float(tau)
 
 
-def batch_estimate(confidence, raw=None, temperature: float = 1.0) -> BatchEstimate:
-    """Expected share of right labels from per-item probabilities that each label is right."""
+def batch_estimate(confidence, raw=None, temperature: float = 1.0, raw_mean: float | None = None) -> BatchEstimate:
+    """Expected share of right labels from per-item probabilities that each label is right;
+    `raw` (per-item uncalibrated probabilities) or `raw_mean` gives the model term."""
     p = np.asarray(confidence, dtype=float)
     p = p[~np.isnan(p)]
     n = len(p)
     if n == 0:
         return BatchEstimate(0, float("nan"), float("nan"), float("nan"), float("nan"), temperature)
     mean = float(p.mean())
-    raw_mean = float(np.nanmean(np.asarray(raw, dtype=float))) if raw is not None and len(raw) else mean
+    if raw_mean is None:
+        raw_mean = float(np.nanmean(np.asarray(raw, dtype=float))) if raw is not None and len(raw) else mean
     var = float((p * (1 - p)).sum()) / n ** 2 + ((raw_mean - mean) / 2) ** 2
     half = Z95 * var ** 0.5
-    return BatchEstimate(n, mean, max(0.0, mean - half), min(1.0, mean + half), raw_mean, temperature)
+    return BatchEstimate(n, mean, max(0.0, mean - half), min(1.0, mean + half), float(raw_mean), temperature)
+
+
+def label_confidence(answers: pd.DataFrame, labels: pd.Series, agg=None, skills: pd.Series | None = None,
+                     smoothing: float = 2.0, default_skill: float = 0.7) -> pd.Series:
+    """item -> calibrated probability that `labels[item]` is right, whichever aggregator chose it.
+
+    `agg`: a fitted smoothed Dawid–Skene over `answers` to reuse; otherwise one is fitted (the same
+    smoothing the harvest learns skills with), so a majority-vote label gets a probability too."""
+    from .dawid_skene import DawidSkene
+
+    if agg is None or not hasattr(agg, "errors_") or not getattr(agg, "smoothing", 0):
+        agg = DawidSkene(smoothing=smoothing, default_skill=default_skill).fit(answers, skills=skills)
+    probas, _ = calibrated(agg, answers)
+    chosen = labels.reindex(probas.index).astype(str).to_numpy()
+    pick = probas.columns.get_indexer(chosen)
+    values = probas.to_numpy()[np.arange(len(pick)), np.maximum(pick, 0)]
+    values = np.where(pick >= 0, values, np.nan)
+    return pd.Series(values, index=probas.index, name="confidence")

@@ -42,13 +42,13 @@ class Decision:
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"setting '{name}' must be an integer >= {minimum}, got {value!r}")
+        raise SettingError(name, f"setting '{name}' must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def _check_prob(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise ValueError(f"setting '{name}' must be a number in (0, 1], got {value!r}")
+        raise SettingError(name, f"setting '{name}' must be a number in (0, 1], got {value!r}")
     return float(value)
 
 
@@ -76,7 +76,7 @@ class Policy:
     def __init__(self, **settings):
         for key in settings:
             if key not in self.SETTINGS:
-                raise ValueError(f"unknown setting '{key}' for consensus policy '{self.name}'; "
+                raise SettingError(key, f"unknown setting '{key}' for consensus policy '{self.name}'; "
                                  f"known: {', '.join(sorted(self.SETTINGS))}")
         self.settings = {**self.SETTINGS, **settings}
         self._configure()
@@ -105,10 +105,17 @@ class Policy:
         return agg
 
     def aggregate(self, answers: pd.DataFrame, skills: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series]:
-        """Final labels for export: (DataFrame item, label, confidence; Series worker -> skill)."""
+        """Final labels for export: (DataFrame item, label, confidence, raw_confidence; Series
+        worker -> skill). `confidence` is the calibrated probability that the label is right
+        (annotate.consensus.calibration), whatever the aggregator; `raw_confidence` is the
+        aggregator's own (a Dawid–Skene posterior, or a vote share)."""
+        from .calibration import label_confidence
+
         agg = self._fit(answers, skills)
+        cal = label_confidence(answers, agg.labels_, agg=agg, skills=skills)
         labels = pd.DataFrame({"item": agg.labels_.index.astype(str), "label": agg.labels_.to_numpy(),
-                               "confidence": agg.confidence_.to_numpy(dtype=float)})
+                               "confidence": cal.reindex(agg.labels_.index).to_numpy(dtype=float),
+                               "raw_confidence": agg.confidence_.to_numpy(dtype=float)})
         return labels, agg.skills_
 
     def decide(self, answers: pd.DataFrame, items: pd.DataFrame, skills: pd.Series | None = None) -> dict:
@@ -390,25 +397,11 @@ class AdaptivePolicy(ConfidencePolicy):
                 out[item] = Decision("unresolved", lab, c)
         return out
 
-    def calibrated_confidence(self, answers, agg=None) -> dict:
+    def calibrated_confidence(self, answers, agg) -> dict:
         """item -> calibrated probability that its (Dawid–Skene) label is right."""
-        from .calibration import calibrated
+        from .calibration import label_confidence
 
-        agg = agg if agg is not None else self._fit(answers, None)
-        if not hasattr(agg, "errors_"):
-            return agg.confidence_.to_dict()
-        probas, _ = calibrated(agg, answers)
-        pick = probas.columns.get_indexer(agg.labels_.to_numpy())
-        return dict(zip(probas.index, probas.to_numpy()[np.arange(len(pick)), pick]))
-
-    def aggregate(self, answers, skills=None):
-        """Final labels; `confidence` is the calibrated probability that the label is right."""
-        agg = self._fit(answers, skills)
-        cal = self.calibrated_confidence(answers, agg)
-        labels = pd.DataFrame({"item": agg.labels_.index.astype(str), "label": agg.labels_.to_numpy(),
-                               "confidence": [float(cal[i]) for i in agg.labels_.index],
-                               "raw_confidence": agg.confidence_.to_numpy(dtype=float)})
-        return labels, agg.skills_
+        return label_confidence(answers, agg.labels_, agg=agg).to_dict()
 
 
 class SettingError(ValueError):
