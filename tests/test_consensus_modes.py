@@ -83,3 +83,52 @@ def test_batch_estimate_poisson_binomial():
     wider = batch_estimate([0.9] * 100, raw_mean=0.98)  # calibration moved it 0.08: model term 0.04
     assert wider.high - wider.low > est.high - est.low
     assert batch_estimate([]).items == 0
+
+
+def test_status_results_export_show_the_accuracy_estimate(ws, marketplace, tmp_path):
+    """Through the marketplace: a target_accuracy batch is harvested to the end; status, results
+    and export (tables and --json) give the estimate, and the stored confidence is calibrated."""
+    import json
+
+    from annotate.cli import cli
+    from annotate.config import load_batch
+    from annotate.marketplace.crowd import SimulatedCrowd
+    from annotate.post import post_batch
+    from annotate.store import Store
+    from conftest import make_batch, run_until_done
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["--home", str(ws.home), *args], catch_exceptions=False)
+
+    batch_dir = make_batch(tmp_path, items=12, extra_toml="")
+    text = (batch_dir / "batch.toml").read_text().replace('policy = "agree"\nagree = 2',
+                                                          'policy = "adaptive"\ntarget_accuracy = 0.9')
+    (batch_dir / "batch.toml").write_text(text)
+    batch = load_batch(batch_dir)
+    post_batch(ws, batch_dir, endpoint_url=marketplace.url)
+    crowd = SimulatedCrowd(marketplace.url, batch.gold_annotations(), workers=6, seed=1, spammer_share=0.0)
+    run_until_done(ws, batch, marketplace.url, crowd)
+
+    status = json.loads(run("status", batch.name, "--json").output.strip().splitlines()[-1])["batches"][0]
+    est = status["accuracy_estimate"]
+    assert status["labelled"] > 0 and est["items"] == status["labelled"]
+    low, high = est["interval"]
+    assert 0 <= low <= est["estimated_accuracy"] <= high <= 1
+    table = run("status", batch.name)
+    assert "est. accuracy" in table.output and f"{est['estimated_accuracy']:.3f}" in table.output
+
+    results = json.loads(run("results", batch.name, "--json").output.strip().splitlines()[-1])
+    assert results["accuracy_estimate"] == est
+    labelled = [r["confidence"] for r in results["items"] if r["status"] == "labelled"]
+    assert sum(labelled) / len(labelled) == pytest.approx(est["estimated_accuracy"], abs=1e-4)
+    # the stored confidence is the calibrated one, not the raw Dawid–Skene posterior
+    store = Store(ws.store_path, readonly=True)
+    raw = store.events(batch.name, ("estimate",))[-1]
+    assert raw["calibrated"] <= raw["raw"]
+    assert "labels about" in run("results", batch.name).output
+
+    exported = json.loads(run("export", batch.name, "--json", "--no-split").output.strip().splitlines()[-1])
+    assert exported["accuracy_estimate"] == est
+    manifest = [json.loads(line) for line in open(exported["manifest"])]
+    confidences = sorted(next(v for k, v in m.items() if k.endswith("-metadata"))["confidence"] for m in manifest)
+    assert confidences == pytest.approx(sorted(labelled), abs=0.006)  # the manifest rounds to 2 places
