@@ -35,7 +35,7 @@ from ._base import encode
 
 # τ below 0.2 would mean answers carry almost nothing: the grid floor. Never above 1: tempering
 # only discounts evidence (sharper than Dawid–Skene is never more honest).
-TAU_GRID = np.round(np.arange(0.2, 1.001, 0.05), 2)
+TAU_GRID = np.round(np.arange(0.2, 1.001, 0.1), 2)
 Z95 = 1.959964
 
 
@@ -54,6 +54,11 @@ class BatchEstimate:
         return {"items": self.items, "estimated_accuracy": round(self.accuracy, 4),
                 "interval": [round(self.low, 4), round(self.high, 4)],
                 "raw_estimate": round(self.raw_accuracy, 4), "temperature": self.temperature}
+
+
+def _sum_rows(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """(n x K) sums of `values` rows by `index` (one bincount per column: np.add.at is ~20x slower)."""
+    return np.stack([np.bincount(index, weights=values[:, c], minlength=n) for c in range(values.shape[1])], axis=1)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -87,26 +92,24 @@ def _evidence(agg, answers: pd.DataFrame, passes: int = 1):
     err = np.clip(agg.errors_, 1e-10, None)[enc.w, enc.y, :]  # in-sample, to start from
     for _ in range(passes):
         rows = np.log(err)
-        total = np.zeros((enc.n_items, k))
-        np.add.at(total, enc.t, rows)
+        total = _sum_rows(enc.t, rows, enc.n_items)
         own = _softmax(log_prior + total[enc.t] - rows)  # item posterior without this answer
-        counts = np.zeros((enc.n_workers, k, k))  # [worker, given, true] expected counts
-        np.add.at(counts, (enc.w, enc.y), own)
+        # [worker, given, true] expected counts
+        counts = _sum_rows(enc.w * k + enc.y, own, enc.n_workers * k).reshape(enc.n_workers, k, k)
         num = np.clip(counts[enc.w, enc.y, :] - own + pseudo[enc.y], 1e-10, None)
         den = np.clip(counts[enc.w].sum(axis=1) - own + strength, 1e-10, None)
         err = np.clip(num / den, 1e-10, 1.0)
     return enc, np.log(err), err, log_prior
 
 
-def choose_temperature(agg, answers: pd.DataFrame) -> float:
+def choose_temperature(agg, answers: pd.DataFrame, evidence=None) -> float:
     """τ maximising the leave-one-answer-out log-likelihood of the answers (items with ≥ 2)."""
-    enc, rows, err_rows, log_prior = _evidence(agg, answers)
+    enc, rows, err_rows, log_prior = evidence if evidence is not None else _evidence(agg, answers)
     n = np.bincount(enc.t, minlength=enc.n_items)
     keep = n[enc.t] >= 2
     if not keep.any():
         return 1.0
-    total = np.zeros((enc.n_items, enc.n_labels))
-    np.add.at(total, enc.t, rows)
+    total = _sum_rows(enc.t, rows, enc.n_items)
     err = err_rows[keep]  # P(this answer | c)
     rest = total[enc.t[keep]] - rows[keep]
     best, best_ll = 1.0, -np.inf
@@ -120,11 +123,11 @@ def choose_temperature(agg, answers: pd.DataFrame) -> float:
 
 def calibrated(agg, answers: pd.DataFrame, tau: float | None = None) -> tuple[pd.DataFrame, float]:
     """Tempered posteriors (items x labels, like agg.probas_) and the τ used (chosen if None)."""
+    evidence = _evidence(agg, answers)
     if tau is None:
-        tau = choose_temperature(agg, answers)
-    enc, rows, _, log_prior = _evidence(agg, answers)
-    total = np.zeros((enc.n_items, enc.n_labels))
-    np.add.at(total, enc.t, rows)
+        tau = choose_temperature(agg, answers, evidence)
+    enc, rows, _, log_prior = evidence
+    total = _sum_rows(enc.t, rows, enc.n_items)
     p = _softmax(log_prior + tau * total)
     return pd.DataFrame(p, index=agg.probas_.index, columns=agg.probas_.columns), float(tau)
 
