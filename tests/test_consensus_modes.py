@@ -132,3 +132,29 @@ def test_status_results_export_show_the_accuracy_estimate(ws, marketplace, tmp_p
     manifest = [json.loads(line) for line in open(exported["manifest"])]
     confidences = sorted(next(v for k, v in m.items() if k.endswith("-metadata"))["confidence"] for m in manifest)
     assert confidences == pytest.approx(sorted(labelled), abs=0.006)  # the manifest rounds to 2 places
+
+
+def test_answers_per_item_budget_spends_the_batch_budget():
+    from decimal import Decimal
+
+    from annotate.budget import spend_to_budget
+
+    # $10 at $0.06 an answer (0.05 + 20% fee) = 166 answers over 40 items: 4.15 per item
+    got = spend_to_budget({"answers_per_item": "budget"}, Decimal("10.00"), Decimal("0.05"), 40)
+    assert got == {"answers_per_item": 4.15}
+    assert get_policy(None, **got).settings["budget"] == 4.15
+    assert spend_to_budget({"target_accuracy": 0.9}, None, Decimal("0.05"), 40) == {"target_accuracy": 0.9}
+    with pytest.raises(SettingError, match="max_usd"):
+        spend_to_budget({"answers_per_item": "budget"}, None, Decimal("0.05"), 40)
+    with pytest.raises(SettingError, match="fewer than one per item"):
+        spend_to_budget({"answers_per_item": "budget"}, Decimal("1.00"), Decimal("0.05"), 40)
+    with pytest.raises(SettingError, match="'budget'"):
+        get_policy(None, answers_per_item="budget")  # unresolved: only the batch knows its money
+
+
+def test_harvest_resolves_answers_per_item_budget():
+    from annotate.harvest import stored_policy
+
+    batch = {"config": {"consensus": {"policy": "adaptive", "answers_per_item": "budget"},
+                        "budget": {"max_usd": "10.00"}}, "reward": "0.05"}
+    assert stored_policy(batch, lambda: 40).settings["budget"] == 4.15

@@ -320,7 +320,7 @@ class AdaptivePolicy(ConfidencePolicy):
         if apd is not None:
             if isinstance(apd, bool) or not isinstance(apd, (int, float)) or not apd >= 1:
                 raise SettingError("answers_per_item", f"setting 'answers_per_item' must be a number >= 1 "
-                                   f"(answers per item on average), got {apd!r}")
+                                   f"(answers per item on average) or 'budget' (spend [budget] max_usd), got {apd!r}")
             if self.settings["budget"] not in (None, self.SETTINGS["budget"], apd):
                 raise SettingError("answers_per_item", "settings 'answers_per_item' and 'budget' say the same "
                                    "thing; give one")
