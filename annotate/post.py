@@ -93,7 +93,7 @@ def make_policy(batch: Batch):
     name = settings.pop("policy", None)
     file = str(batch.dir / "batch.toml")
     try:
-        settings = spend_to_budget(settings, batch.budget_usd, batch.reward, len(batch.items))
+        settings = spend_to_budget(settings, batch.budget_usd, batch.hit.reward, len(batch.items))
         policy = get_policy(name, **settings)
     except (KeyError, ValueError, TypeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
