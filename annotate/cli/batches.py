@@ -246,10 +246,12 @@ def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, n
         emit_json(summary)
         return
     err.print(f"Exported {result.n_items} labelled item(s) of [bold]{batch}[/]"
-              + (f" ({result.n_train} train / {result.n_validation} validation)" if result.n_train else "")
-              + (f", {describe_estimate(result.accuracy_estimate)}" if result.accuracy_estimate else "") + ":")
+              + (f" ({result.n_train} train / {result.n_validation} validation)" if result.n_train else "") + ":")
     for path in result.files:
         out.print(f"  {path}")
+    if result.accuracy_estimate:
+        err.print(f"{batch}: {describe_estimate(result.accuracy_estimate)}; each item's confidence is the calibrated "
+                  f"probability that its label is right", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command()
