@@ -59,3 +59,25 @@ def caps_from_config(config: dict) -> tuple[Decimal | None, Decimal | None]:
     batch = Decimal(str(budget["max_usd"])) if budget.get("max_usd") is not None else None
     account = Decimal(str(budget["account_max_usd"])) if budget.get("account_max_usd") is not None else None
     return batch, account
+
+
+def spend_to_budget(settings: dict, cap: Decimal | None, reward: Decimal, n_items: int) -> dict:
+    """[consensus] settings with `answers_per_item = "budget"` made a number: as many answers per
+    item, on average, as the batch budget ([budget] max_usd) buys at one assignment's cost (reward
+    plus MTurk's fee at the tier of the policy's max_assignments). The policy then spends them
+    where they help most. Other settings pass through unchanged."""
+    from annotate.consensus.policies import DEFAULT_MAX_ASSIGNMENTS, SettingError
+    from annotate.fees import assignment_cost
+
+    if settings.get("answers_per_item") != "budget":
+        return settings
+    if cap is None:
+        raise SettingError("answers_per_item", 'answers_per_item = "budget" spends [budget] max_usd, which is not set')
+    most = settings.get("max_assignments", DEFAULT_MAX_ASSIGNMENTS)
+    per_answer = assignment_cost(reward, most if isinstance(most, int) and most > 0 else DEFAULT_MAX_ASSIGNMENTS)
+    answers = int(cap / per_answer)
+    per_item = int(100 * answers / max(n_items, 1)) / 100  # rounded down: never past the budget
+    if per_item < 1:
+        raise SettingError("answers_per_item", f"[budget] max_usd = {format_money(cap)} buys {answers} answer(s) "
+                           f"at ${format_money(per_answer)} each, fewer than one per item for {n_items} items")
+    return {**settings, "answers_per_item": per_item}

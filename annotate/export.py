@@ -51,6 +51,8 @@ class ExportResult:
     validation_csv: Path | None = None
     n_train: int = 0
     n_validation: int = 0
+    # expected share of right labels (mean calibrated `confidence`) with a 95% interval
+    accuracy_estimate: dict | None = None
     files: list[Path] = field(default_factory=list)
 
 
@@ -201,8 +203,10 @@ def export_batch(
     if frame.empty:
         raise UserError(f"batch {batch_name!r} has no labelled items yet (run `annotate harvest`)")
     out = Path(out_dir)
+    from annotate.results import accuracy_estimate
+
     result = ExportResult(batch=batch_name, label_attribute=batch["label_attribute"], labels=list(batch["labels"]),
-                          n_items=len(frame))
+                          n_items=len(frame), accuracy_estimate=accuracy_estimate(store, batch_name))
     data_columns = [c for c in frame.columns if c not in RESULT_COLUMNS]
     parts = {"": frame}
     if split is not None:

@@ -31,7 +31,7 @@ import botocore.exceptions
 import pandas as pd
 
 from annotate.answers import AnswerError, parse_question_form_answers
-from annotate.budget import Budget, caps_from_config
+from annotate.budget import Budget, caps_from_config, spend_to_budget
 from annotate.concurrency import parallel
 from annotate.config import WorkerSettings
 from annotate.consensus import Decision, get_aggregator, get_policy
@@ -136,9 +136,12 @@ def harvest_lock(ws: Workspace, wait: bool = False):
                    busy=lambda holder: HarvestBusy(f"another harvest is running ({holder}); this one did nothing"))
 
 
-def stored_policy(batch: dict):
+def stored_policy(batch: dict, count_items=None):
     settings = dict(batch["config"].get("consensus", {}))
     name = settings.pop("policy", None)
+    if settings.get("answers_per_item") == "budget":  # spend [budget] max_usd (annotate.budget)
+        settings = spend_to_budget(settings, caps_from_config(batch["config"])[0], Decimal(batch["reward"]),
+                                   count_items() if count_items else 0)
     return get_policy(name, **settings)
 
 
@@ -219,7 +222,7 @@ class Harvester:
         self.name = batch["name"]
         self.mturk = mturk
         self.concurrency = concurrency
-        self.policy = stored_policy(batch)
+        self.policy = stored_policy(batch, lambda: len(store.item_ids(self.name)))
         self.task_type = get_task_type(batch["task_type"])
         self.spec = TaskSpec.from_batch_row(batch)
         self.result = HarvestResult(batch=self.name)
@@ -455,6 +458,9 @@ class Harvester:
         skills (and scores on known answers) kept for later batches; votes and answer counts per
         item; workers who answer about at random excluded (annotate.exclusion, annotate.pools)."""
         labels, learned = self.policy.aggregate(answers, skills=prior)
+        # what calibration moved, for the accuracy estimate's interval (annotate.results)
+        self.store.event(self.name, "estimate", items=len(labels), calibrated=float(labels["confidence"].mean()),
+                         raw=float(labels["raw_confidence"].mean()))
         votes = vote_counts(answers)
         labels = labels.merge(votes, on="item", how="left")
         # Plain tuples into one UPDATE per item: at 100,000 items whole label rows as dicts would

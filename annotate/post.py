@@ -28,6 +28,7 @@ from typing import Callable
 from annotate.config import Batch, Item, load_batch
 from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
+from annotate.budget import spend_to_budget
 from annotate.consensus import get_policy
 from annotate.errors import BudgetExceeded, TargetMismatch, UserError
 from annotate.fees import assignment_cost, format_money
@@ -95,10 +96,13 @@ def make_policy(batch: Batch):
     name = settings.pop("policy", None)
     file = str(batch.dir / "batch.toml")
     try:
+        settings = spend_to_budget(settings, batch.budget_usd, batch.hit.reward, len(batch.items))
         policy = get_policy(name, **settings)
     except (KeyError, ValueError, TypeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        raise UserError(f"consensus settings: {message}", file=file, field="consensus") from None
+        # a setting that knows its name (annotate.consensus.policies.SettingError) is named in full
+        field = f"consensus.{exc.setting}" if getattr(exc, "setting", None) else "consensus"
+        raise UserError(f"consensus settings: {message}", file=file, field=field) from None
     first, most = policy.initial_assignments, policy.max_assignments
     if first < EXTENSION_CLIFF <= most:
         # MTurk refuses to extend a HIT created with fewer than 10 assignments to 10 or more

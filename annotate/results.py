@@ -45,6 +45,27 @@ def results(ws: Workspace, batch: str, *, status: str | None = None,
     return out
 
 
+def accuracy_estimate(store: Store, batch: str) -> dict | None:
+    """How accurate the batch's labels probably are: the expected share of right labels over the
+    labelled items (mean of their calibrated confidences) with a 95% interval, or None before any
+    item is labelled. The interval's model term comes from the harvest's last `estimate` event
+    (how far calibration moved the Dawid–Skene estimate; annotate.consensus.calibration)."""
+    from annotate.consensus.calibration import batch_estimate  # numpy: only when there are labels
+
+    p = [r[0] for r in store.db.execute(
+        "select confidence from labels where batch = ? and status = 'labelled' and confidence is not null", [batch])]
+    if not p:
+        return None
+    events = store.events(batch, ("estimate",))
+    last = events[-1] if events else {}
+    gap = float(last.get("raw", 0.0)) - float(last.get("calibrated", 0.0))
+    est = batch_estimate(p, raw_mean=None if not events else sum(p) / len(p) + gap)
+    out = est.as_dict()
+    out.pop("temperature")
+    out.pop("raw_estimate")
+    return out
+
+
 def to_csv(rows: list[dict]) -> str:
     """CSV with votes as JSON; a cell a spreadsheet would run as a formula is neutralised."""
     from annotate.export import neutralise_formula  # pandas comes with it: not for `status`

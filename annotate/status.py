@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from annotate.errors import UserError
 from annotate.fees import format_money
-from annotate.results import quarantine_summary, review_summary
+from annotate.results import accuracy_estimate, quarantine_summary, review_summary
 from annotate.store import Store
 from annotate.workspace import Workspace
 
@@ -39,6 +39,8 @@ def batch_status(store: Store, name: str) -> dict:
         # Items MTurk would not extend (harvest records MTurk's reason), so they ended unresolved.
         "unresolved_reasons": store.extension_refusals(name),
         "known_answer_items": known,
+        # expected share of right labels (calibrated confidences) with a 95% interval; None: no labels yet
+        "accuracy_estimate": accuracy_estimate(store, name) if labelled else None,
         "pending": items - labelled - unresolved - sum(1 for r in labels.values() if r["status"] == "known"),
         "assignments_bought": bought,
         "assignments": sum(counts.values()),

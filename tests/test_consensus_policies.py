@@ -113,6 +113,7 @@ def test_budget_buys_least_confident_first_and_stops_when_spent():
 
 def test_aggregate_returns_labels_and_skills():
     labels, skills = get_policy("adaptive").aggregate(_crowd())
-    assert list(labels.columns) == ["item", "label", "confidence"]
+    # confidence: calibrated probability the label is right; raw_confidence: the DS posterior
+    assert list(labels.columns) == ["item", "label", "confidence", "raw_confidence"]
     assert len(labels) == 35 and set(skills.index) == {"good", "g2", "noisy"}
     assert labels.set_index("item").loc["e0", "label"] == "x"

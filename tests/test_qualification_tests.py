@@ -149,7 +149,9 @@ def test_the_test_gates_the_batch_failing_workers_never_see_its_hits(tmp_path, w
     hits = all_hits(client)
     assert len(hits) == len(batch.items)
     assert not {h["RequesterAnnotation"] for h in hits} & {batch.annotation(i) for i in batch.test.item_ids}
-    [requirement] = hits[0]["QualificationRequirements"]
+    # The test's requirement, beside annotate's own (no exclusion qualification).
+    [requirement] = [r for r in hits[0]["QualificationRequirements"] if r["QualificationTypeId"] == type_id]
+    assert len(hits[0]["QualificationRequirements"]) == 2
     assert requirement["QualificationTypeId"] == type_id and requirement["Comparator"] == "GreaterThanOrEqualTo"
     assert requirement["IntegerValues"] == [80] and requirement["ActionsGuarded"] == "DiscoverPreviewAndAccept"
 

@@ -284,7 +284,7 @@ def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, n
     summary = {"batch": result.batch, "items": result.n_items, "train": result.n_train,
                "validation": result.n_validation, "files": [str(p) for p in result.files],
                "manifest": str(result.manifest) if result.manifest else None,
-               "csv": str(result.csv) if result.csv else None}
+               "csv": str(result.csv) if result.csv else None, "accuracy_estimate": result.accuracy_estimate}
     if as_json:
         emit_json(summary)
         return
@@ -292,6 +292,9 @@ def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, n
               + (f" ({result.n_train} train / {result.n_validation} validation)" if result.n_train else "") + ":")
     for path in result.files:
         out.print(f"  {path}")
+    if result.accuracy_estimate:
+        err.print(f"{batch}: {describe_estimate(result.accuracy_estimate)}; each item's confidence is the calibrated "
+                  f"probability that its label is right", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command()
@@ -310,10 +313,13 @@ def status(ws, batch, as_json):
         err.print(f"No batches in {ws.store_path} yet: `annotate post BATCH_DIR` to start.")
         return
     table = Table(title="Batches")
-    for col in ("batch", "target", "items", "labelled", "unresolved", "pending", "assignments", "quarantined", "spent", "committed", "budget", "API calls"):
+    for col in ("batch", "target", "items", "labelled", "est. accuracy", "unresolved", "pending", "assignments", "quarantined", "spent", "committed", "budget", "API calls"):
         table.add_column(col, justify="left" if col in ("batch", "target") else "right")
     for r in rows:
-        table.add_row(r["batch"], r["target"], str(r["items"]), str(r["labelled"]), str(r["unresolved"]), str(r["pending"]),
+        est = r.get("accuracy_estimate")
+        table.add_row(r["batch"], r["target"], str(r["items"]), str(r["labelled"]),
+                      f"{est['estimated_accuracy']:.3f} ({est['interval'][0]:.3f}–{est['interval'][1]:.3f})" if est else "-",
+                      str(r["unresolved"]), str(r["pending"]),
                       f"{r['assignments']}/{r['assignments_bought']}", str(r["quarantined"]), f"${r['spent_usd']}", f"${r['committed_usd']}",
                       f"${r['budget_usd']}" if r["budget_usd"] else "-", str(sum(r["api_calls"].values())))
     out.print(table)
@@ -403,6 +409,13 @@ _worker_command("block", "Block a worker (CreateWorkerBlock): never automatic; i
 _worker_command("unblock", "Lift a block (DeleteWorkerBlock).")
 _worker_command("exclude", "Exclude a worker: the project's exclusion qualification; no batch's HITs show to them.")
 _worker_command("include", "Lift an exclusion: the worker sees this project's HITs again.")
+
+
+def describe_estimate(est: dict) -> str:
+    """'labels about 93.1% right (95% interval 90.2–96.0%)'."""
+    low, high = est["interval"]
+    return (f"labels about {est['estimated_accuracy']:.1%} right (95% interval {low:.1%}–{high:.1%}, "
+            f"over {est['items']} labelled item(s))")
 
 
 commands = [post, harvest, export, status, workers]

@@ -147,9 +147,14 @@ def results(ws, batch, status_, min_confidence, as_csv, as_json):
 
     if as_csv and as_json:
         raise UserError("choose --csv or --json", field="--csv")
+    from annotate.results import accuracy_estimate
+    from annotate.store import Store
+
     rows = run(ws, batch, status=status_, min_confidence=min_confidence)
+    # the whole batch's labels, whatever the filters: how accurate they probably are
+    estimate = accuracy_estimate(Store(ws.store_path, readonly=True), batch)
     if as_json:
-        emit_json({"batch": batch, "items": rows})
+        emit_json({"batch": batch, "accuracy_estimate": estimate, "items": rows})
         return
     if as_csv:
         sys.stdout.write(to_csv(rows))
@@ -163,6 +168,11 @@ def results(ws, batch, status_, min_confidence, as_csv, as_json):
                       f"{r['confidence']:.3f}" if r["confidence"] is not None else "-", str(r["answers"]), votes,
                       str(r["quarantined"]), str(r["rejected"]), )
     out.print(table, markup=False)
+    if estimate:
+        from annotate.cli.batches import describe_estimate
+
+        err.print(f"{batch}: {describe_estimate(estimate)}; confidence = the calibrated probability that "
+                  f"an item's label is right", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command()
