@@ -31,6 +31,7 @@ import botocore.exceptions
 import numpy as np
 import pandas as pd
 
+from annotate import automation
 from annotate.answers import AnswerError, parse_question_form_answers
 from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
@@ -68,6 +69,7 @@ class HarvestResult:
     unresolved: int = 0
     over_budget: int = 0
     blocked: int = 0
+    machine_labelled: int = 0  # [automation]: items the model labelled (annotate.automation)
     items: int = 0
     decided: int = 0
     open: int = 0
@@ -173,7 +175,11 @@ def harvest(
                     raise UserError("not confirmed; nothing was done")
                 with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
                     harvester = Harvester(store, batch, client, concurrency)
-                    results.append(harvester.run())
+                    result = harvester.run()
+                # [automation]: a round when every posted item is decided (posts what it sends to people)
+                automation.after_harvest(ws, store, batch, result, endpoint_url=endpoint_url or batch.get("endpoint_url"),
+                                         concurrency=concurrency)
+                results.append(result)
             except Exception as exc:  # noqa: BLE001 — one batch's failure, whatever it is, is that batch's alone
                 failure = BatchFailure.from_exception(name, exc)
                 if isinstance(exc, MTurkUnreachable) and exc.endpoint_url:

@@ -111,3 +111,18 @@ def v2_answer_values_and_known_answers(db: sqlite_utils.Database) -> None:
     db.conn.create_function("annotate_json", 1, json.dumps, deterministic=True)
     for table in ("assignments", "labels"):
         db.execute(f"update [{table}] set value = annotate_json(label) where value is null and label is not null")
+
+
+@step
+def v3_automated_labelling(db: sqlite_utils.Database) -> None:
+    """Automated data labelling ([automation]): labels a model gave (never a worker's answer, so
+    never used to score workers), each round's figures, and the items each round sent to the crowd."""
+    db["machine_labels"].create({"batch": str, "item_id": str, "label": str, "value": str, "confidence": float,
+                                 "threshold": float, "round": int, "model": str, "labelled_at": str},
+                                pk=("batch", "item_id"), if_not_exists=True)
+    db["automation_rounds"].create({"batch": str, "round": int, "at": str, "human_labels": int, "trained_on": int,
+                                    "validation": int, "threshold": float, "bound": float, "machine_labelled": int,
+                                    "released": int, "remaining": int, "compute_seconds": float, "note": str},
+                                   pk=("batch", "round"), if_not_exists=True)
+    db["automation_released"].create({"batch": str, "item_id": str, "round": int},
+                                     pk=("batch", "item_id"), if_not_exists=True)
