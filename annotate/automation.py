@@ -203,6 +203,8 @@ def run_round(store: Store, batch_name: str) -> RoundResult:
     batch = store.get_batch(batch_name)
     if batch is None:
         raise UserError(f"no batch named {batch_name!r} (post it first)")
+    if not batch.get("hit_type_id"):
+        raise UserError(f"batch {batch_name!r} has no HITs yet: `annotate post` it first (the initial sample)")
     settings = settings_of(batch["config"])
     if not settings.enabled:
         raise UserError(f"automated labelling is off for batch {batch_name!r}: set [automation] enabled = true "
