@@ -4,16 +4,18 @@ With `[automation] enabled = true` (annotate.config.AutomationSettings) a batch 
 
 1. `annotate post` posts HITs for a random `initial` sample only (seeded; known-answer items too).
 2. When every posted item is decided, the harvest pass runs a *round* (or `annotate automate BATCH`):
-   - the batch's scikit-learn model ([training] features and hyperparameters, the same
-     training/sklearn_classifier.py `annotate train` runs) is fitted on the human labels less a
-     random `holdout` share;
-   - on the held-out items it finds the lowest confidence t such that, among held-out items the model
-     scores at t or above (at least `min_validation` of them), the one-sided `confidence_level` Wilson
-     lower bound on the share it labels as people did is at least `target_accuracy`: the bar is met
-     with that confidence, not merely by the point estimate;
-   - every item with no HIT that the model scores at t or above is labelled by machine (stored apart,
-     in `machine_labels`), and a random `step` of the others is sent to the crowd (posted as usual:
-     one HIT per item, never twice). The last few go all at once.
+   - the human labels are split at random into `folds` parts, and the batch's scikit-learn model
+     ([training] features and hyperparameters, the same training/sklearn_classifier.py `annotate
+     train` runs) is fitted once per part on the other parts (cross-fitting): every human label is
+     held out once, scored by a model that never saw it;
+   - on those held-out scores it finds the lowest confidence t such that, among held-out items scored
+     at t or above (at least `min_validation` of them), the one-sided `confidence_level` Wilson lower
+     bound on the share labelled as people labelled them is at least `target_accuracy`: the bar is
+     met with that confidence, not merely by the point estimate;
+   - every item with no HIT is scored by one of those models, drawn at random (the very mixture the
+     threshold was measured on), and labelled by machine at t or above (stored apart, in
+     `machine_labels`); a random `step` of the others is sent to the crowd (posted as usual: one HIT
+     per item, never twice). The last few go all at once.
 3. Rounds repeat as people label what was sent, until every item is labelled by one or the other.
 
 Machine labels never reach the crowd's side: the harvest's aggregator, known-answer scores,
@@ -229,29 +231,39 @@ def run_round(store: Store, batch_name: str) -> RoundResult:
 
     predicted_index = confidence = None
     started = time.perf_counter()
-    model = Model(batch["config"], labels)
     ids = sorted(human, key=lambda i: by_id[i]["position"])
-    order = rng.permutation(len(ids))
-    n_holdout = int(round(len(ids) * settings.holdout))
-    held, train = [ids[i] for i in order[:n_holdout]], [ids[i] for i in order[n_holdout:]]
-    if len({human[i] for i in train}) < 2 or not held:
+    folds = settings.folds
+    # Cross-fitting: each human label is held out once, scored by the model of the other folds.
+    fold_of = rng.permutation(len(ids)) % folds
+    models: list[Model] = []
+    held_conf, held_right = np.zeros(len(ids)), np.zeros(len(ids), dtype=bool)
+    truth = np.array([index[human[i]] for i in ids], dtype=int)
+
+    if len(ids) < 2 * folds or any(len(set(truth[fold_of != j])) < 2 for j in range(folds)):
         result.note = "too few human labels to train on yet"
     else:
-        def rows(ids_):
-            return [json.loads(by_id[i]["data"]) for i in ids_]
-
-        model.fit(model.matrix(rows(train)), [index[human[i]] for i in train])
-        result.trained_on, result.validation = len(train), len(held)
-        held_pred, held_conf = model.predict(model.matrix(rows(held)))
-        threshold = choose_threshold(held_conf, held_pred == np.array([index[human[i]] for i in held]),
-                                     settings.target_accuracy, confidence_level=settings.confidence_level,
-                                     min_validation=settings.min_validation)
+        x = Model(batch["config"], labels).matrix(json.loads(by_id[i]["data"]) for i in ids)
+        for j in range(folds):
+            model = Model(batch["config"], labels).fit(x[fold_of != j], truth[fold_of != j])
+            models.append(model)
+            predicted, conf = model.predict(x[fold_of == j])
+            held_conf[fold_of == j], held_right[fold_of == j] = conf, predicted == truth[fold_of == j]
+        result.trained_on, result.validation = int((fold_of != 0).sum()), len(ids)
+        threshold = choose_threshold(held_conf, held_right, settings.target_accuracy,
+                                     confidence_level=settings.confidence_level, min_validation=settings.min_validation)
         if threshold is None:
             result.note = (f"no confidence reaches {settings.target_accuracy} at {settings.confidence_level:.0%} "
-                           f"confidence on {len(held)} held-out items")
+                           f"confidence on {len(ids)} held-out items")
         else:
             result.threshold, result.bound = round(threshold.value, 6), threshold.bound
-            predicted_index, confidence = model.predict(model.matrix(json.loads(r["data"]) for r in candidates))
+            # Each item is labelled by one fold's model, drawn at random: the threshold was validated
+            # on exactly that mixture (each fold's model on the items it never saw).
+            which = rng.integers(folds, size=len(candidates))
+            x_new = models[0].matrix(json.loads(r["data"]) for r in candidates)
+            predicted_index, confidence = np.zeros(len(candidates), dtype=int), np.zeros(len(candidates))
+            for j in range(folds):
+                if (which == j).any():
+                    predicted_index[which == j], confidence[which == j] = models[j].predict(x_new[which == j])
     result.compute_seconds = round(time.perf_counter() - started, 4)
 
     now = utcnow()

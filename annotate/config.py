@@ -75,7 +75,7 @@ _KNOWN = {
             "auto_approval_delay", "frame_height", "qualifications", "approval"},
     "task": None,  # the task type's own settings live here too; the type checks them
     "budget": {"max_usd", "account_max_usd"},
-    "automation": {"enabled", "target_accuracy", "initial", "step", "holdout", "min_validation", "confidence_level",
+    "automation": {"enabled", "target_accuracy", "initial", "step", "folds", "min_validation", "confidence_level",
                    "seed"},
 }
 
@@ -136,19 +136,19 @@ class WorkerSettings:
 class AutomationSettings:
     """[automation]: Ground Truth-style automated data labelling (annotate.automation), off by default.
 
-    The crowd first labels a random `initial` sample; then each round trains the batch's model on
-    the human labels less a `holdout` share, finds on the held-out items the lowest confidence at
-    which the machine's labels are right often enough — the one-sided `confidence_level` lower
-    bound (Wilson) on their accuracy, over at least `min_validation` items, reaches
-    `target_accuracy` — labels by machine every unposted item at or above it, and sends `step`
-    more items to the crowd. `initial` and `step` are a share of the batch's items (below 1) or
-    a count."""
+    The crowd first labels a random `initial` sample; then each round trains the batch's model
+    `folds` times, each time holding out one part of the human labels, finds on the held-out
+    scores the lowest confidence at which the machine's labels are right often enough — the
+    one-sided `confidence_level` lower bound (Wilson) on their accuracy, over at least
+    `min_validation` items, reaches `target_accuracy` — labels by machine every unposted item
+    at or above it, and sends `step` more items to the crowd. `initial` and `step` are a share
+    of the batch's items (below 1) or a count."""
 
     enabled: bool = False
     target_accuracy: float = 0.95  # as Ground Truth targets
     initial: float = 0.1
     step: float = 0.05
-    holdout: float = 0.5
+    folds: int = 5
     min_validation: int = 50
     confidence_level: float = 0.95
     seed: int = 0
@@ -184,8 +184,8 @@ class AutomationSettings:
             number("target_accuracy", low=0, high=1)
         if "confidence_level" in table:
             number("confidence_level", low=0.5, high=1, low_open=False)
-        if "holdout" in table:
-            number("holdout", low=0, high=1)
+        if "folds" in table:
+            number("folds", low=2, high=20, low_open=False, high_open=False, integer=True)
         for key in ("initial", "step"):
             if key in table:
                 value = table[key]
