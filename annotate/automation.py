@@ -118,7 +118,11 @@ class Model:
                             field="training.algorithm")
         self.features = settings.features
         self.labels = labels
+        from annotate.sagemaker.settings import training_dir
+
         script = _script()
+        # A name the script does not define would end it (SystemExit) mid-harvest: refuse it here (exit 2).
+        rq.check_script_hyperparameters("sklearn", settings.hyperparameters_for("sklearn"), training_dir())
         hyperparameters = rq.script_hyperparameters(self.features, labels, settings.hyperparameters_for("sklearn"))
         # As the training toolkit hands them over (`-C 3.0`, `--estimator svc`, …): the job's estimator.
         self.args = script.parse_args(rq.to_cmd_args(hyperparameters))

@@ -451,6 +451,10 @@ def _automation(config: dict, file: str, task_type: str, items: list[Item]) -> A
     if not TASK_TYPES[task_type].single_label:
         raise UserError(f"automated labelling needs a single-label classification task, not {task_type!r}",
                         file=file, field="automation.enabled")
+    algorithm = (config.get("training") or {}).get("algorithm")
+    if algorithm not in (None, "sklearn"):
+        raise UserError(f"automated labelling trains the scikit-learn script in-process, not {algorithm!r}",
+                        file=file, field="training.algorithm")
     features = (config.get("training") or {}).get("features")
     features = [features] if isinstance(features, str) else features
     if not features:

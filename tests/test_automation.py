@@ -349,3 +349,23 @@ def test_digits_auto_demo_is_reproducible(tmp_path):
         outputs.append({k: v for k, v in json.loads(result.output.strip().splitlines()[-1]).items() if k != "seconds"})
     assert outputs[0] == outputs[1]
     assert outputs[0]["machine_labelled"] > 0 and outputs[0]["accuracy"] >= 0.97
+
+
+@pytest.mark.parametrize("training, field", [
+    ('algorithm = "image-classification"', "training.algorithm"),
+])
+def test_automation_refuses_a_model_it_cannot_train(tmp_path, training, field):
+    batch = digits_batch(tmp_path, items=20)
+    text = (batch / "batch.toml").read_text().replace("[training]\n", f"[training]\n{training}\n")
+    (batch / "batch.toml").write_text(text)
+    with pytest.raises(UserError) as err:
+        load_batch(batch)
+    assert err.value.field == field
+
+
+def test_a_hyperparameter_the_script_lacks_is_a_user_error_not_an_exit(tmp_path):
+    from annotate.automation import Model
+
+    with pytest.raises(UserError) as err:
+        Model({"training": {"features": ["pixels"], "hyperparameters": {"depth": 3}}}, ["0", "1"])
+    assert "depth" in str(err.value)
