@@ -51,6 +51,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ _KNOWN = {
             "auto_approval_delay", "frame_height", "qualifications", "approval", "notify_queue"},
     "task": None,  # the task type's own settings live here too; the type checks them
     "budget": {"max_usd", "account_max_usd"},
+    "automation": {"enabled", "target_accuracy", "initial", "step", "folds", "min_validation", "confidence_level",
+                   "seed"},
 }
 
 
@@ -186,6 +189,75 @@ def _name(w: dict, name: str, old: str) -> str:
 
 
 @dataclass(frozen=True)
+class AutomationSettings:
+    """[automation]: Ground Truth-style automated data labelling (annotate.automation), off by default.
+
+    The crowd first labels a random `initial` sample; then each round trains the batch's model
+    `folds` times, each time holding out one part of the human labels, finds on the held-out
+    scores the lowest confidence at which the machine's labels are right often enough — the
+    one-sided `confidence_level` lower bound (Wilson) on their accuracy, over at least
+    `min_validation` items, reaches `target_accuracy` — labels by machine every unposted item
+    at or above it, and sends `step` more items to the crowd. `initial` and `step` are a share
+    of the batch's items (below 1) or a count."""
+
+    enabled: bool = False
+    target_accuracy: float = 0.95  # as Ground Truth targets
+    initial: float = 0.1
+    step: float = 0.05
+    folds: int = 5
+    min_validation: int = 50
+    confidence_level: float = 0.95
+    seed: int = 0
+
+    def count(self, share_or_count: float, n_items: int) -> int:
+        """A share of the items (rounded up) or a count, at least 1 and at most all of them."""
+        n = math.ceil(share_or_count * n_items) if share_or_count < 1 else int(share_or_count)
+        return max(1, min(n, n_items))
+
+    @classmethod
+    def from_config(cls, config: dict, file: str | None = None) -> "AutomationSettings":
+        """Validated settings from a batch.toml's [automation] table (or its absence: off)."""
+        table = config.get("automation", {}) or {}
+        values = {}
+
+        def number(key, *, low, high, low_open=True, high_open=True, integer=False):
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                raise UserError(f"expected {'a whole number' if integer else 'a number'}, got {value!r}",
+                                file=file, field=f"automation.{key}")
+            below = value <= low if low_open else value < low
+            above = value >= high if high_open else value > high
+            if below or above:
+                span = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+                raise UserError(f"expected a value in {span}, got {value!r}", file=file, field=f"automation.{key}")
+            values[key] = value
+
+        if "enabled" in table:
+            if not isinstance(table["enabled"], bool):
+                raise UserError(f"expected true or false, got {table['enabled']!r}", file=file, field="automation.enabled")
+            values["enabled"] = table["enabled"]
+        if "target_accuracy" in table:
+            number("target_accuracy", low=0, high=1)
+        if "confidence_level" in table:
+            number("confidence_level", low=0.5, high=1, low_open=False)
+        if "folds" in table:
+            number("folds", low=2, high=20, low_open=False, high_open=False, integer=True)
+        for key in ("initial", "step"):
+            if key in table:
+                value = table[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
+                        value >= 1 and value != int(value)):
+                    raise UserError(f"expected a share of the items (0 < x < 1) or a whole number of items, got {value!r}",
+                                    file=file, field=f"automation.{key}")
+                values[key] = value
+        if "min_validation" in table:
+            number("min_validation", low=1, high=10**9, low_open=False, integer=True)
+        if "seed" in table:
+            number("seed", low=0, high=2**32, low_open=False, integer=True)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class Batch:
     name: str
     dir: Path
@@ -204,6 +276,7 @@ class Batch:
     budget_usd: Decimal | None = None
     workers: "WorkerSettings | None" = None
     test: Any = None  # annotate.qualification_test.QualificationTest, when [workers] test is set
+    automation: "AutomationSettings | None" = None
 
     def annotation(self, item_id: str) -> str:
         """The HIT's RequesterAnnotation: ties a HIT back to its batch and item (workers never see it)."""
@@ -426,13 +499,41 @@ def load_batch(batch_dir: str | Path) -> Batch:
         if len(hit.qualifications) >= QUALIFICATIONS_MAX:
             raise UserError(f"the test adds a qualification requirement; MTurk takes at most {QUALIFICATIONS_MAX}",
                             file=file, field="hit.qualifications")
+    automation = _automation(config, file, task_type, items)
 
     return Batch(
         name=name, dir=root.resolve(), config=config, template=template, items_file=items_file,
         items=items, hit=hit, labels=labels, answer_field=answer_field, instructions=instructions,
         task_type=task_type, label_attribute=label_attribute, gold_column=gold_column,
         consensus=dict(config.get("consensus", {})), budget_usd=budget_usd, workers=workers, test=test,
+        automation=automation,
     )
+
+
+def _automation(config: dict, file: str, task_type: str, items: list[Item]) -> AutomationSettings:
+    """[automation], and what turning it on needs: a single-label task and a model to train."""
+    from annotate.tasktypes import TASK_TYPES
+
+    settings = AutomationSettings.from_config(config, file)
+    if not settings.enabled:
+        return settings
+    if not TASK_TYPES[task_type].single_label:
+        raise UserError(f"automated labelling needs a single-label classification task, not {task_type!r}",
+                        file=file, field="automation.enabled")
+    algorithm = (config.get("training") or {}).get("algorithm")
+    if algorithm not in (None, "sklearn"):
+        raise UserError(f"automated labelling trains the scikit-learn script in-process, not {algorithm!r}",
+                        file=file, field="training.algorithm")
+    features = (config.get("training") or {}).get("features")
+    features = [features] if isinstance(features, str) else features
+    if not features:
+        raise UserError("automated labelling trains the batch's model: name its input columns in [training] features",
+                        file=file, field="training.features")
+    missing = [f for f in features if f not in items[0].data]
+    if missing:
+        raise UserError(f"[training] features {', '.join(map(repr, missing))} are not columns of the items",
+                        file=file, field="training.features")
+    return settings
 
 
 # Ground Truth's LabelAttributeName (botocore's sagemaker model); "-ref" and "-metadata" endings

@@ -27,8 +27,8 @@ from annotate.store import Store
 from annotate.tasktypes import get_task_type
 from annotate.workspace import Workspace
 
-EXAMPLES = ("digits", "iris", "reviews-sentiment", "shapes-multilabel", "reviews-multilabel", "shapes-boxes",
-            "shapes-segmentation", "news-entities", "words-text")
+EXAMPLES = ("digits", "digits-auto", "iris", "reviews-sentiment", "shapes-multilabel", "reviews-multilabel",
+            "shapes-boxes", "shapes-segmentation", "news-entities", "words-text")
 
 
 @dataclass
@@ -116,7 +116,9 @@ def run_demo(
         try:
             while True:
                 workers.work()
-                [result] = harvest(ws, [batch.name], endpoint_url=server.url)
+                # One HIT at a time here too when automation rounds post (the crowd meets them in order).
+                [result] = harvest(ws, [batch.name], endpoint_url=server.url,
+                                   concurrency=1 if batch.automation and batch.automation.enabled else None)
                 result.raise_failure()
                 if on_progress:
                     on_progress("harvest", result.decided, result.items)
@@ -138,6 +140,7 @@ def run_demo(
     # (e.g. box IoU, mask IoU, span F1).
     correct = sum(task_type.score(json.loads(v["value"]), gold[k]) for k, v in labelled.items() if k in gold)
     scored = sum(1 for k in labelled if k in gold)
+    automated = machine_figures(store, batch, task_type, gold, correct, scored)
     money = store.money(batch.name)
     counts = store.assignment_counts(batch.name)
     summary = {
@@ -149,6 +152,7 @@ def run_demo(
         "labelled": len(labelled),
         "unresolved": sum(1 for v in labels.values() if v["status"] == "unresolved"),
         "accuracy": round(correct / scored, 4) if scored else None,
+        **automated,
         "assignments": sum(counts.values()),
         "answers_per_item": round(sum(counts.values()) / len(batch.items), 3),
         "cost_usd": format_money(money["spent"] + money["committed"]),
@@ -167,6 +171,21 @@ def run_demo(
             summary["training"] = ("skipped: the local scikit-learn model reads numeric columns, and "
                                    "training.features names none")
     return summary
+
+
+def machine_figures(store: Store, batch, task_type, gold: dict, correct: float, scored: int) -> dict:
+    """[automation] batches: items labelled by machine and their accuracy against the hidden gold, and
+    `accuracy` over every final label, the crowd's and the machine's ({} for other batches)."""
+    if not (batch.automation and batch.automation.enabled):
+        return {}
+    machine = store.machine_labels(batch.name)
+    right = sum(task_type.score(json.loads(m["value"]), gold[k]) for k, m in machine.items() if k in gold)
+    seen = sum(1 for k in machine if k in gold)
+    return {"accuracy": round((correct + right) / (scored + seen), 4) if scored + seen else None,
+            "human_accuracy": round(correct / scored, 4) if scored else None,
+            "machine_labelled": len(machine), "machine_share": round(len(machine) / len(batch.items), 4),
+            "machine_accuracy": round(right / seen, 4) if seen else None,
+            "rounds": len(store.automation_rounds(batch.name))}
 
 
 def _train(ws: Workspace, batch_name: str, exported) -> dict:

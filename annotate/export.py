@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from annotate import automation
 from annotate.errors import UserError
 from annotate.store import Store
 from annotate.tasktypes import TaskSpec, get_task_type
@@ -80,6 +81,8 @@ def labelled_frame(store: Store, batch_name: str) -> tuple[dict, pd.DataFrame]:
         row.update(confidence=round(float(confidence or 0.0), 4), answers=int(answers or 0),
                    _decided_at=decided_at, _value=value)
         rows.append(row)
+    if automation.enabled(batch):  # machine labels beside the crowd's, in item order, marked as such
+        rows = automation.with_machine_labels(store, batch, index, rows)
     return batch, _training_order(pd.DataFrame(rows), batch)
 
 
@@ -100,7 +103,7 @@ def _training_order(frame: pd.DataFrame, batch: dict) -> pd.DataFrame:
 
 
 PRIVATE = ("_decided_at", "_value")
-RESULT_COLUMNS = ("id", "label", "label_index", "confidence", "answers", *PRIVATE)
+RESULT_COLUMNS = ("id", "label", "label_index", "confidence", "answers", "human-annotated", *PRIVATE)
 
 
 def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path | None = None,
@@ -117,7 +120,7 @@ def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path
         line["source"] = str(row["source"])
     else:
         line["source"] = json.dumps({k: row[k] for k in data_columns}, sort_keys=True, default=str)
-    meta = {"job-name": f"labeling-job/{batch['name']}", "human-annotated": "yes",
+    meta = {"job-name": f"labeling-job/{batch['name']}", "human-annotated": row.get("human-annotated", "yes"),
             "creation-date": _gt_date(row.get("_decided_at"))}
     # Some labels are files (a segmentation mask): written beside the manifest, referenced from it.
     files = task_type.write_artifacts(spec, str(row["id"]), row["_value"], out_dir) if out_dir is not None else {}

@@ -30,6 +30,7 @@ from typing import Callable, Collection
 import botocore.exceptions
 import pandas as pd
 
+from annotate import automation
 from annotate.answers import AnswerError, parse_question_form_answers
 from annotate.budget import Budget, caps_from_config, spend_to_budget
 from annotate.concurrency import parallel
@@ -70,6 +71,7 @@ class HarvestResult:
     over_budget: int = 0
     excluded: int = 0  # workers given the exclusion qualification in this pass
     pooled: int = 0  # pool scores granted or changed (once the batch is done)
+    machine_labelled: int = 0  # [automation]: items the model labelled (annotate.automation)
     items: int = 0
     decided: int = 0
     open: int = 0
@@ -183,7 +185,11 @@ def harvest(
                     raise UserError("not confirmed; nothing was done")
                 with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
                     harvester = Harvester(store, batch, client, concurrency)
-                    results.append(harvester.run())
+                    result = harvester.run()
+                # [automation]: a round when every posted item is decided (posts what it sends to people)
+                automation.after_harvest(ws, store, batch, result, endpoint_url=endpoint_url or batch.get("endpoint_url"),
+                                         concurrency=concurrency)
+                results.append(result)
             except Exception as exc:  # noqa: BLE001 — one batch's failure, whatever it is, is that batch's alone
                 failure = BatchFailure.from_exception(name, exc)
                 if isinstance(exc, MTurkUnreachable) and exc.endpoint_url:

@@ -123,3 +123,18 @@ def v3_worker_exclusion_and_pools(db: sqlite_utils.Database) -> None:
     _add_missing_columns(db, "batch_workers", {"evidence": float, "evidence_right": float})
     db["qualification_types"].create({"purpose": str, "marketplace": str, "qualification_type_id": str,
                                       "created_at": str}, pk=("purpose", "marketplace"), if_not_exists=True)
+
+
+@step
+def v4_automated_labelling(db: sqlite_utils.Database) -> None:
+    """Automated data labelling ([automation]): labels a model gave (never a worker's answer, so
+    never used to score workers), each round's figures, and the items each round sent to the crowd."""
+    db["machine_labels"].create({"batch": str, "item_id": str, "label": str, "value": str, "confidence": float,
+                                 "threshold": float, "round": int, "model": str, "labelled_at": str},
+                                pk=("batch", "item_id"), if_not_exists=True)
+    db["automation_rounds"].create({"batch": str, "round": int, "at": str, "human_labels": int, "trained_on": int,
+                                    "validation": int, "threshold": float, "bound": float, "machine_labelled": int,
+                                    "released": int, "remaining": int, "compute_seconds": float, "note": str},
+                                   pk=("batch", "round"), if_not_exists=True)
+    db["automation_released"].create({"batch": str, "item_id": str, "round": int},
+                                     pk=("batch", "item_id"), if_not_exists=True)

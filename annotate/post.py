@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
+from annotate import automation
 from annotate.config import Batch, Item, load_batch
 from annotate.budget import Budget, caps_from_config
 from annotate.concurrency import parallel
@@ -243,6 +244,7 @@ def _post_batch(
                             f"(e.g. {sorted(missing)[0]!r}); a batch's items can be added to, not removed",
                             file=str(batch.items_file))
     to_post = [i for i in batch.items if i.id not in posted_items]
+    to_post = automation.postable(batch, store, to_post)  # [automation]: only what people are to label
     initial = policy.initial_assignments
     unit = assignment_cost(batch.hit.reward, initial, batch.hit.masters)
     estimate = unit * initial * len(to_post)

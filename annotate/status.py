@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from annotate import automation
 from annotate.errors import UserError
 from annotate.fees import format_money
 from annotate.results import accuracy_estimate, quarantine_summary, review_summary
@@ -21,6 +22,8 @@ def batch_status(store: Store, name: str) -> dict:
     labelled = sum(1 for r in labels.values() if r["status"] == "labelled")
     unresolved = sum(1 for r in labels.values() if r["status"] == "unresolved")
     known = len(store.known_answers(name))
+    automated = automation.summary(store, name)  # None unless [automation] is on
+    machine = automated["machine_labelled"] if automated else 0
     posted = sum(1 for h in hits if h["hit_id"])
     counts = store.assignment_counts(name)
     quarantined = store.db["assignments"].count_where("batch = ? and quarantine is not null", [name])
@@ -41,7 +44,9 @@ def batch_status(store: Store, name: str) -> dict:
         "known_answer_items": known,
         # expected share of right labels (calibrated confidences) with a 95% interval; None: no labels yet
         "accuracy_estimate": accuracy_estimate(store, name) if labelled else None,
-        "pending": items - labelled - unresolved - sum(1 for r in labels.values() if r["status"] == "known"),
+        "machine_labelled": machine,
+        "automation": automated,
+        "pending": items - labelled - unresolved - machine - sum(1 for r in labels.values() if r["status"] == "known"),
         "assignments_bought": bought,
         "assignments": sum(counts.values()),
         "assignments_by_status": counts,

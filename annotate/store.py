@@ -137,6 +137,19 @@ SCHEMA = {
     "api_calls": dict(
         columns={"batch": str, "operation": str, "calls": int},
         pk=("batch", "operation")),
+    # Automated data labelling (annotate.automation): what a model labelled, apart from the crowd's labels.
+    "machine_labels": dict(
+        columns={"batch": str, "item_id": str, "label": str, "value": str, "confidence": float, "threshold": float,
+                 "round": int, "model": str, "labelled_at": str},
+        pk=("batch", "item_id")),
+    "automation_rounds": dict(
+        columns={"batch": str, "round": int, "at": str, "human_labels": int, "trained_on": int, "validation": int,
+                 "threshold": float, "bound": float, "machine_labelled": int, "released": int, "remaining": int,
+                 "compute_seconds": float, "note": str},
+        pk=("batch", "round")),
+    "automation_released": dict(
+        columns={"batch": str, "item_id": str, "round": int},
+        pk=("batch", "item_id")),
 }
 INDEXES = [
     ("hits", ["batch", "item_id"]),
@@ -772,3 +785,42 @@ class Store:
             else:
                 committed += cost
         return {"spent": spent, "committed": committed}
+
+    # ---------------------------------------------------------------- automated data labelling
+    def human_labels(self, batch: str) -> dict[str, str]:
+        """item → label decided by people: the crowd's consensus, or a known answer (never a machine label)."""
+        return {r["item_id"]: r["label"] for r in self.db.query(
+            "select item_id, label from labels where batch = ? and status in ('labelled', 'known') "
+            "and label is not null order by item_id", [batch])}
+
+    def machine_labels(self, batch: str) -> dict[str, dict]:
+        if not self.db["machine_labels"].exists():  # a read-only store not yet migrated
+            return {}
+        return {r["item_id"]: dict(r) for r in self.db.query(
+            "select * from machine_labels where batch = ? order by item_id", [batch])}
+
+    def save_machine_labels(self, rows: list[dict]) -> None:
+        with self.transaction():
+            self._write("machine_labels", rows)  # abort on conflict: an item is machine-labelled once
+
+    def released_items(self, batch: str) -> set[str]:
+        """Items an automation round sent to the crowd (beside the initial sample)."""
+        if not self.db["automation_released"].exists():
+            return set()
+        return {r["item_id"] for r in self.db.query("select item_id from automation_released where batch = ?", [batch])}
+
+    def record_automation_round(self, row: dict, released: list[str]) -> None:
+        """A round's figures and the items it sends to the crowd, together (before anything is posted)."""
+        with self.transaction():
+            self._write("automation_rounds", [row])
+            self._write("automation_released", [{"batch": row["batch"], "item_id": i, "round": row["round"]}
+                                                for i in released])
+
+    def automation_rounds(self, batch: str) -> list[dict]:
+        if not self.db["automation_rounds"].exists():
+            return []
+        return [dict(r) for r in self.db.query("select * from automation_rounds where batch = ? order by round", [batch])]
+
+    def item_ids_with_hits(self, batch: str) -> set[str]:
+        """Items with a HIT, created or only intended: never labelled by machine, never posted again."""
+        return {r["item_id"] for r in self.db.query("select distinct item_id from hits where batch = ?", [batch])}

@@ -174,7 +174,7 @@ def test_reading_an_older_store_never_writes_it(labelled, tmp_path):
 
 
 def newer_store(path) -> None:
-    """A store as a later annotate (schema 3) leaves it."""
+    """A store as a later annotate (the schema after this one's) leaves it."""
     Store(path).close()
     db = sqlite_utils.Database(str(path))
     db["_sqlite_migrations"].insert({"migration_set": "annotate", "name": "v99_from_the_future",

@@ -324,6 +324,12 @@ def status(ws, batch, as_json):
                       f"${r['budget_usd']}" if r["budget_usd"] else "-", str(sum(r["api_calls"].values())))
     out.print(table)
     for r in rows:
+        if r.get("automation"):  # [automation]: what the model labelled
+            a = r["automation"]
+            err.print(f"{r['batch']}: {a['machine_labelled']} item(s) labelled by machine in {a['rounds']} round(s)"
+                      + (f", last threshold {a['threshold']:.4f}" if a["threshold"] is not None else ""),
+                      markup=False, highlight=False)
+    for r in rows:
         if r.get("quarantine_warning"):
             err.print(f"warning: {r['batch']}: {r['quarantine_warning']}", style="yellow", markup=False, highlight=False,
                       soft_wrap=True)
