@@ -29,7 +29,7 @@ class ReplayResult:
     policy: str
     seed: int
     items: int
-    accuracy: float
+    accuracy: float  # over the items with a truth row only (NaN when there are none)
     unresolved: int  # final decision "unresolved" (label still scored as the current best)
     starved: int  # items that wanted more answers than the dataset holds
     answers_per_item: float  # answers received (= paid) per item
@@ -37,6 +37,7 @@ class ReplayResult:
     fraction_bought: float  # answers received / answers the dataset holds
     cost: Decimal  # USD, reward + MTurk fee at the policy's max_assignments tier
     rounds: int
+    n_scored: int = 0  # items scored: replayed items that have a truth row
     labels: pd.DataFrame = field(repr=False, default=None)  # item, label, confidence, action, answers
 
     def summary(self) -> dict:
@@ -91,10 +92,7 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         "action": [decisions[i].action for i in items],
         "answers": received,
     })
-    accuracy = float("nan")
-    if truth is not None:
-        t = truth.astype(str).set_index("item")["label"].reindex(items)
-        accuracy = float((final["label"].to_numpy() == t.to_numpy()).mean())
+    accuracy, n_scored = score(final.set_index("item")["label"], truth)
     n = int(received.sum())
     per = assignment_cost(REWARD, policy.max_assignments)
     return ReplayResult(
@@ -102,5 +100,21 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         unresolved=int((final["action"] == "unresolved").sum()),
         starved=int((bought.to_numpy() > available).sum()),
         answers_per_item=n / len(items), available_per_item=float(available.mean()),
-        fraction_bought=n / float(available.sum()), cost=per * n, rounds=rounds, labels=final,
+        fraction_bought=n / float(available.sum()), cost=per * n, rounds=rounds, n_scored=n_scored, labels=final,
     )
+
+
+def score(labels: pd.Series, truth: pd.DataFrame | None) -> tuple[float, int]:
+    """(accuracy, items scored) of labels (item -> label) over exactly the items that have both a
+    label and a truth row: an item without truth is neither right nor wrong, and a truth row for an
+    item never labelled is not a miss. Accuracy is NaN when nothing can be scored."""
+    if truth is None or not len(truth) or not len(labels):
+        return float("nan"), 0
+    t = truth.astype({"item": str, "label": str}).set_index("item")["label"]
+    got = labels.copy()
+    got.index = got.index.astype(str)
+    both = t.index.intersection(got.index)
+    if not len(both):
+        return float("nan"), 0
+    right = got.reindex(both).astype(object).to_numpy() == t.reindex(both).to_numpy()
+    return float(right.mean()), int(len(both))
