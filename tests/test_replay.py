@@ -92,3 +92,20 @@ def test_dataset_named_with_underscore_replays(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["dataset"] == "sp_amt" and summary["items"] == 20
+
+
+def test_bench_replay_row_times_both_replays(tmp_path):
+    """scripts/bench_replay in a quick form: one small dataset through both replays, side by side."""
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_replay"
+    loader = SourceFileLoader("bench_replay", str(script))
+    bench = module_from_spec(spec_from_loader("bench_replay", loader))
+    loader.exec_module(bench)
+    row = bench.replay_time_row(small_dataset(tmp_path, items=20), seed=1, policy="agree", workdir=tmp_path)
+    assert row["items"] == 20 and row["offline_n_scored"] == row["marketplace_n_scored"] == 20
+    assert row["marketplace_seconds"] > 0 and row["offline_seconds"] > 0
+    assert row["ratio"] > 0
+    assert row["api_calls"] >= 20 + row["answers"]  # a create per HIT, at least an approval per answer
+    assert "| `" + row["dataset"] + "` |" in bench.markdown([row])
