@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby, islice
 from datetime import datetime, timedelta, timezone
@@ -156,9 +157,12 @@ def harvest(
     wait_for_lock: bool = False,
     concurrency: int | None = None,
     confirm: Callable[[str], bool] | None = None,
+    client: MTurk | None = None,
 ) -> list[HarvestResult]:
     """One pass over the given batches. By default: every batch on `target`, or, with no target, every
-    batch not on production (production is never implied: see `skipped_production`)."""
+    batch not on production (production is never implied: see `skipped_production`). `client`: an
+    open MTurk connection to use instead of opening one (a caller running pass after pass against one
+    endpoint, as the replay does, saves making boto3 clients every pass)."""
     store = Store(ws.ensure().store_path)
     names = batch_names or batches_for(store, target)
     results = []
@@ -183,8 +187,9 @@ def harvest(
                 if batch_target == "production" and confirm is not None and not confirm(
                         f"Harvest {name!r} on PRODUCTION (approves assignments, may buy more)?"):
                     raise UserError("not confirmed; nothing was done")
-                with connect(ws, batch_target, endpoint_url or batch.get("endpoint_url")) as client:
-                    harvester = Harvester(store, batch, client, concurrency)
+                with (nullcontext(client) if client is not None else
+                      connect(ws, batch_target, endpoint_url or batch.get("endpoint_url"))) as mturk:
+                    harvester = Harvester(store, batch, mturk, concurrency)
                     result = harvester.run()
                 # [automation]: a round when every posted item is decided (posts what it sends to people)
                 automation.after_harvest(ws, store, batch, result, endpoint_url=endpoint_url or batch.get("endpoint_url"),

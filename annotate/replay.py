@@ -19,13 +19,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from annotate.consensus import DEFAULT_POLICY
-from annotate.consensus.simulate import shuffled_answers
+from annotate.consensus.simulate import score, shuffled_answers
 from annotate.config import default_label_attribute
 from annotate.datasets import load_crowd_dataset
 from annotate.errors import UserError
 from annotate.fees import format_money
 from annotate.harvest import harvest
+from annotate.mturk import MTurk, connect
 from annotate.post import post_batch
 from annotate.store import Store
 from annotate.workspace import Workspace
@@ -105,20 +108,19 @@ def run_replay(
 
     started = time.monotonic()
     passes = 0
-    with MarketplaceServer(ws.marketplace_db) as server:
+    with MarketplaceServer(ws.marketplace_db) as server, connect(ws, "local", server.url) as client:
         crowd = ReplayCrowd(server.url, ordered, seed=seed, shuffle=False)
         post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False)
         store = Store(ws.store_path)
-        client = None
         while True:
             crowd.work()
             if crowd.returned:
                 # The crowd returns a HIT it cannot do and goes on; a replay cannot finish without it.
                 first = crowd.returned[0]
                 raise ReplayError(f"the replay crowd cannot do HIT {first['hit_id']}: {first['reason']}")
-            client = client or _client(server.url)
             _expire_exhausted(store, name, crowd.exhausted, client)
-            [result] = harvest(ws, [name], endpoint_url=server.url)
+            # One MTurk connection for every pass: boto3 clients cost more to make than a pass's calls.
+            [result] = harvest(ws, [name], endpoint_url=server.url, client=client)
             result.raise_failure()
             passes += 1
             if on_progress:
@@ -129,18 +131,19 @@ def run_replay(
                 raise RuntimeError(f"replay did not finish in {timeout:.0f} s ({result.decided}/{result.items} decided)")
 
     labels = store.labels(name)
-    truth = dict(zip(data.truth["item"].astype(str), data.truth["label"].astype(str)))
+    accuracy, n_scored = score(pd.Series({i: labels.get(i, {}).get("label") for i in items}, dtype=object),
+                               data.truth)
     counts = store.assignment_counts(name)
     bought = sum(counts.values())
-    scored = [i for i in items if i in truth]
-    correct = sum(1 for i in scored if labels.get(i, {}).get("label") == truth[i])
     money = store.money(name)
     return {
         "dataset": name,
         "policy": policy or DEFAULT_POLICY,
         "seed": seed,
         "items": len(items),
-        "accuracy": round(correct / len(scored), 4) if scored else None,
+        # Only items with a truth row are scored (the same rule as the offline replay).
+        "accuracy": round(accuracy, 4) if n_scored else None,
+        "n_scored": n_scored,
         "answers_per_item": round(bought / len(items), 3),
         "available_per_item": round(sum(available.values()) / len(items), 3),
         "fraction_bought": round(bought / sum(available.values()), 4),
@@ -154,14 +157,7 @@ def run_replay(
     }
 
 
-def _client(url: str):
-    import boto3
-
-    return boto3.client("mturk", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id="annotate-local", aws_secret_access_key="annotate-local")
-
-
-def _expire_exhausted(store: Store, batch: str, exhausted: set[str], client) -> None:
+def _expire_exhausted(store: Store, batch: str, exhausted: set[str], client: MTurk) -> None:
     """HITs still waiting for answers the dataset does not have: expire them now, as a requester
     would stop waiting, so the policy decides with the answers the item has."""
     now = datetime.now(timezone.utc)
@@ -170,5 +166,5 @@ def _expire_exhausted(store: Store, batch: str, exhausted: set[str], client) -> 
             continue
         if hit["expires_at"] and datetime.fromisoformat(hit["expires_at"]) <= now:
             continue
-        client.update_expiration_for_hit(HITId=hit["hit_id"], ExpireAt=now - timedelta(seconds=1))
+        client.call("UpdateExpirationForHIT", HITId=hit["hit_id"], ExpireAt=now - timedelta(seconds=1))
         store.set_hit_fields(hit["hit_id"], expires_at=now.isoformat())

@@ -117,3 +117,21 @@ def test_labels_argument_fixes_label_set():
 def test_get_aggregator_unknown_name():
     with pytest.raises(ValueError, match="glad"):
         get_aggregator("glad")
+
+
+def test_dawid_skene_column_without_evidence_is_uniform_over_all_labels():
+    """A worker who never saw an item of class c: P(given | c) is spread over all K labels, not only
+    over the labels this worker happened to give (crowd-kit's convention; see dawid_skene.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from annotate.consensus import DawidSkene
+
+    rows = [(f"i{i}", w, "a") for i in range(6) for w in ("w1", "w2", "w3")]
+    rows += [(f"j{i}", w, "b") for i in range(6) for w in ("w2", "w3")]
+    rows += [(f"k{i}", w, "c") for i in range(6) for w in ("w2", "w3")]
+    m = DawidSkene().fit(pd.DataFrame(rows, columns=["item", "worker", "label"]))
+    w1 = list(m.skills_.index).index("w1")
+    errors = m.errors_[w1]  # [given, true]
+    assert errors[0, 0] == pytest.approx(1.0)  # w1 always right on class a
+    assert np.allclose(errors[:, 1], 1 / 3) and np.allclose(errors[:, 2], 1 / 3)

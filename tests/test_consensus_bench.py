@@ -42,6 +42,39 @@ def test_bench_cli_accepts_markdown_flag(capsys):
     assert out.startswith("| dataset | config")
 
 
+def test_accuracy_scores_only_items_with_truth():
+    """issue 16: half the truth removed must not halve the accuracy."""
+    import pandas as pd
+
+    bench = load_bench()
+    labels = pd.Series({"a": "1", "b": "0", "c": "1", "d": "1"})
+    truth = pd.DataFrame({"item": ["a", "c", "zz"], "label": ["1", "0", "1"]})  # b, d: no truth; zz: never labelled
+    assert bench.accuracy(labels, truth) == 0.5
+    assert bench.score(labels, truth) == (0.5, 2)
+
+
+def test_markdown_says_how_many_items_were_scored():
+    bench = load_bench()
+    rows = [{**r, "n_scored": 231} for r in (row("agree2 (tutorial)", 0.88, 24.0), row(f"default ({bench.DEFAULT_POLICY})", 0.9364),
+                                            row("DS all answers", 0.9416, 100.0))]
+    assert "`temp` 231" in bench.markdown_table(rows, bench.verdicts(rows))
+
+
+def test_crowdkit_check_counts_differing_labels():
+    """issue 16: the DS-vs-crowd-kit check says how many labels differ, not just an agreement share."""
+    import pandas as pd
+
+    bench = load_bench()
+    ours = pd.Series({"1": "0", "2": "1", "3": "1"})
+    theirs = pd.Series({1: 0, 2: 0, 3: 1, 4: 1})  # crowd-kit keeps the input's dtypes; item 4 only theirs
+    assert bench.differing_labels(ours, theirs) == 2
+    assert bench.differing_labels(ours, ours) == 0
+    rows = [{**r, "crowdkit_differing": 3} for r in (row("agree2 (tutorial)", 0.88, 24.0),
+                                                    row(f"default ({bench.DEFAULT_POLICY})", 0.9364),
+                                                    row("DS all answers", 0.9416, 100.0))]
+    assert "differing from crowd-kit's DawidSkene: `temp` 3." in bench.markdown_table(rows, bench.verdicts(rows))
+
+
 # ------------------------------------------------------------------ steering (issue 16), quick form
 import json  # noqa: E402
 

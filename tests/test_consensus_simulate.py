@@ -87,3 +87,27 @@ def test_default_policy_on_dog_holds_its_measured_level():
         assert default.accuracy >= floor, (seed, default.accuracy)
         assert default.fraction_bought <= 0.40
         assert default.accuracy >= tutorial.accuracy
+
+
+def test_items_without_truth_are_not_scored(crowd):
+    """issue 16: with half the truth removed the replay reported 0.49 where the scorable items were
+    0.99 right. Only items with a truth row are scored, and the count is reported."""
+    answers, truth = crowd
+    full = replay(get_policy("adaptive"), answers, truth, seed=2)
+    half = truth.iloc[::2]
+    r = replay(get_policy("adaptive"), answers, half, seed=2)
+    scorable = full.labels.set_index("item").loc[half["item"]]
+    expected = float((scorable["label"].to_numpy() == half["label"].astype(str).to_numpy()).mean())
+    assert r.n_scored == len(half) == 100 and full.n_scored == 200
+    assert r.accuracy == pytest.approx(expected)
+    assert r.accuracy > 0.8  # the old scoring: about half of the full accuracy
+    assert r.summary()["n_scored"] == 100
+    # truth rows for items the replay never saw are not scored either
+    extra = pd.concat([half, pd.DataFrame({"item": ["no-such-item"], "label": ["0"]})])
+    assert replay(get_policy("adaptive"), answers, extra, seed=2).n_scored == 100
+
+
+def test_no_truth_scores_nothing(crowd):
+    answers, _ = crowd
+    r = replay(get_policy("agree"), answers, seed=0)
+    assert r.n_scored == 0 and r.accuracy != r.accuracy  # NaN: nothing to score

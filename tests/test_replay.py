@@ -16,7 +16,10 @@ from annotate.consensus.simulate import replay as offline_replay
 from annotate.datasets import load_crowd_dataset
 from annotate.replay import run_replay
 
-CROWD_DATA = Path(__file__).resolve().parents[2] / "shared" / "crowd-data"
+# ../shared/crowd-data beside the checkout; a git worktree elsewhere finds it at /work/shared.
+CROWD_DATA = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "crowd-data",
+                               Path("/work/shared/crowd-data")) if (p / "temp").is_dir()),
+                  Path(__file__).resolve().parents[2] / "shared" / "crowd-data")
 pytestmark = pytest.mark.skipif(not (CROWD_DATA / "temp").is_dir(), reason="../shared/crowd-data is not beside the repository")
 
 
@@ -43,6 +46,21 @@ def test_live_replay_equals_the_offline_replay(tmp_path, policy):
     assert live["unresolved"] == offline.unresolved
     assert live["available_per_item"] == 10.0
     assert live["api_calls"]["CreateHITWithHITType"] == 80
+    assert live["n_scored"] == offline.n_scored == 80
+
+
+def test_live_and_offline_score_only_items_with_truth(tmp_path):
+    """issue 16: items without a truth row are neither right nor wrong, in both replays, and both
+    say how many items they scored."""
+    dataset = small_dataset(tmp_path, items=60)
+    truth = pd.read_csv(dataset / "truth.csv", dtype=str)
+    truth.iloc[::2].to_csv(dataset / "truth.csv", index=False)  # half the truth removed
+    live = run_replay(dataset, policy="agree", seed=2, workdir=tmp_path, block=False)
+    data = load_crowd_dataset(dataset)
+    offline = offline_replay(get_policy("agree"), data.answers, data.truth, seed=2)
+    assert live["items"] == offline.items == 60
+    assert live["n_scored"] == offline.n_scored == 30
+    assert live["accuracy"] == round(offline.accuracy, 4) > 0.85
 
 
 def test_replay_cli_json_and_blocking(tmp_path):
@@ -74,3 +92,20 @@ def test_dataset_named_with_underscore_replays(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["dataset"] == "sp_amt" and summary["items"] == 20
+
+
+def test_bench_replay_row_times_both_replays(tmp_path):
+    """scripts/bench_replay in a quick form: one small dataset through both replays, side by side."""
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_replay"
+    loader = SourceFileLoader("bench_replay", str(script))
+    bench = module_from_spec(spec_from_loader("bench_replay", loader))
+    loader.exec_module(bench)
+    row = bench.replay_time_row(small_dataset(tmp_path, items=20), seed=1, policy="agree", workdir=tmp_path)
+    assert row["items"] == 20 and row["offline_n_scored"] == row["marketplace_n_scored"] == 20
+    assert row["marketplace_seconds"] > 0 and row["offline_seconds"] > 0
+    assert row["ratio"] > 0
+    assert row["api_calls"] >= 20 + row["answers"]  # a create per HIT, at least an approval per answer
+    assert "| `" + row["dataset"] + "` |" in bench.markdown([row])

@@ -194,16 +194,31 @@ def test_background_replay(srv):
     assert len(crowd.submissions) == 10
 
 
+def _round_trip_seconds(crowd: ReplayCrowd, n: int = 200) -> float:
+    """Mean time of one light request (a one-HIT page of the listing) on the crowd's own connection."""
+    started = time.perf_counter()
+    for _ in range(n):
+        status, _, _ = crowd._request("GET", "/worker/?format=json&limit=1", headers={"Accept": "application/json"})
+        assert status == 200
+    return (time.perf_counter() - started) / n
+
+
 def test_replay_is_fast(srv):
-    """800 items x 3 answers, the size of a real replay, in seconds (measured: ~4 s)."""
-    data = dataset(800, 3)
+    """An answer costs a few requests (accept, task page, submit), whatever the number of HITs on
+    offer: its time is measured against a plain request's on the same server, in the same moments,
+    so a loaded machine slows both alike. (Wall times are scripts/bench_replay's business.)"""
+    data = dataset(400, 3)
     post(srv, data, max_assignments=3)
     crowd = ReplayCrowd(srv.url, data, seed=0)
+    before = _round_trip_seconds(crowd)
     started = time.perf_counter()
-    assert crowd.work() == 2400
-    elapsed = time.perf_counter() - started
-    print(f"replay: {2400 / elapsed:.0f} answers/s")
-    assert elapsed < 20, f"{2400 / elapsed:.0f} answers/s"
+    assert crowd.work() == 1200
+    per_answer = (time.perf_counter() - started) / 1200
+    request = (before + _round_trip_seconds(crowd)) / 2
+    print(f"replay: {1 / per_answer:.0f} answers/s; an answer = {per_answer / request:.1f} light requests")
+    # 3 requests an answer, each about as heavy as the one-HIT listing page (measured: ~3x); an
+    # answer that re-read the listing or the database per HIT would cost hundreds.
+    assert per_answer < 12 * request, f"an answer costs {per_answer / request:.0f} light requests"
 
 
 @pytest.mark.skipif(not (CROWD_DATA / "dog" / "answers.csv").exists(), reason="no crowd-data checkout")

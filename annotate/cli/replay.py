@@ -31,8 +31,8 @@ def replay(dataset_dir, policy, seed, workdir, no_block, as_json):
     table = Table(title=f"Replay of {summary['dataset']} with policy {summary['policy']}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for key in ("items", "accuracy", "answers_per_item", "available_per_item", "fraction_bought", "cost_usd",
-                "unresolved", "excluded_workers", "passes", "seconds"):
+    for key in ("items", "accuracy", "n_scored", "answers_per_item", "available_per_item", "fraction_bought",
+                "cost_usd", "unresolved", "excluded_workers", "passes", "seconds"):
         table.add_row(key.replace("_", " "), str(summary[key]))
     err.print(table)
     if as_json:

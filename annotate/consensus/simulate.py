@@ -35,7 +35,7 @@ class ReplayResult:
     policy: str
     seed: int
     items: int
-    accuracy: float
+    accuracy: float  # over the items with a truth row only (NaN when there are none)
     unresolved: int  # final decision "unresolved" (label still scored as the current best)
     starved: int  # items that wanted more answers than the dataset holds
     answers_per_item: float  # answers received (= paid) per item
@@ -44,8 +44,9 @@ class ReplayResult:
     cost: Decimal  # USD, reward + MTurk fee at the policy's max_assignments tier
     rounds: int
     excluded: list = field(default_factory=list)  # workers excluded, in the order they were
-    labels: pd.DataFrame = field(repr=False, default=None)
-    received: pd.DataFrame = field(repr=False, default=None)  # the answers bought: item, worker, label  # item, label, confidence, action, answers
+    n_scored: int = 0  # items scored: replayed items that have a truth row
+    labels: pd.DataFrame = field(repr=False, default=None)  # item, label, confidence, action, answers
+    received: pd.DataFrame = field(repr=False, default=None)  # the answers bought: item, worker, label
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -112,36 +113,14 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         "action": [decisions[i].action for i in items],
         "answers": received,
     })
-    accuracy = float("nan")
-    if truth is not None:
-        t = truth.astype(str).set_index("item")["label"].reindex(items)
-        accuracy = float((final["label"].to_numpy() == t.to_numpy()).mean())
+    accuracy, n_scored = score(final.set_index("item")["label"], truth)
     n = int(received.sum())
     per = assignment_cost(REWARD, policy.max_assignments)
     return ReplayResult(
         policy=repr(policy), seed=seed, items=len(items), accuracy=accuracy,
         unresolved=int((final["action"] == "unresolved").sum()),
         starved=int((bought.to_numpy() > available).sum()),
-        answers_per_item=n / len(items), available_per_item=float(recorded.mean()),
-        fraction_bought=n / float(recorded.sum()), cost=per * n, rounds=rounds, excluded=excluded, labels=final,
-        received=got[["item", "worker", "label"]].reset_index(drop=True),
-    )
-
-
-def _exclude(pool: pd.DataFrame, got: pd.DataFrame, bought: pd.Series, known: dict[str, str], n_labels: int,
-             rules, excluded: list[str]) -> pd.DataFrame:
-    """The harvest's exclusion after a round: `assess` on what was received; the newly excluded
-    workers' answers not yet received leave the pool (positions renumbered, order kept)."""
-    from annotate.exclusion import assess
-
-    already = set(excluded)
-    new = [d.worker_id for d in assess(got[["item", "worker", "label"]], known, n_labels, rules, already)
-           if d.exclude and d.worker_id not in already]
-    if not new:
-        return pool
-    excluded.extend(new)
-    future = pool["pos"].to_numpy() >= bought.reindex(pool["item"]).to_numpy()
-    keep = ~(future & pool["worker"].isin(new).to_numpy())
-    pool = pool[keep].reset_index(drop=True)
-    pool["pos"] = pool.groupby("item").cumcount()
-    return pool
+    excluded: list = field(default_factory=list)  # workers excluded, in the order they were
+    n_scored: int = 0  # items scored: replayed items that have a truth row
+    labels: pd.DataFrame = field(repr=False, default=None)  # item, label, confidence, action, answers
+    received: pd.DataFrame = field(repr=False, default=None)  # the answers bought: item, worker, label

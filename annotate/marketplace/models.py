@@ -220,6 +220,17 @@ def create_tables(conn: sqlite3.Connection, schema: str) -> None:
             conn.execute(statement)
 
 
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(db_path: str) -> threading.RLock:
+    """One lock per database file in this process, shared by every Marketplace on it."""
+    key = str(Path(db_path).resolve())
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.RLock())
+
+
 class Marketplace:
     """The backend. Thread-safe: one SQLite connection per thread, one transaction per call."""
 
@@ -230,6 +241,10 @@ class Marketplace:
         self.clock = clock or time.time
         self.mode = mode
         self._local = threading.local()
+        # This process's writers queue here rather than in SQLite's busy handler, which sleeps
+        # (1 ms, 2 ms ... up to 100 ms) and retries: with many request threads that sleeping, not
+        # the writes, was most of a busy marketplace's time. Other processes still meet the busy timeout.
+        self._writer = _writer_lock(self.db_path)
         Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
@@ -261,13 +276,14 @@ class Marketplace:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writer:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def create_tables(self, schema: str) -> None:
         """A concept's own tables (CREATE … IF NOT EXISTS statements), in one transaction."""
