@@ -282,7 +282,8 @@ def _fold(total: HarvestResult | None, r: HarvestResult) -> HarvestResult:
     calls = Counter(total.api_calls)
     calls.update(r.api_calls)
     return replace(r, api_calls=dict(calls), **{f: getattr(total, f) + getattr(r, f) for f in (
-        "new_answers", "approved", "quarantined", "extended", "over_budget", "blocked")})
+        "new_answers", "approved", "quarantined", "extended", "over_budget", "excluded", "pooled",
+        "machine_labelled")})
 
 
 def configured_queue(batch: dict) -> str | None:

@@ -4,7 +4,7 @@
 
 Everything comes from the store (no marketplace call): progress over time, money spent and
 committed over time, answers per item, confidence, agreement by class with the confusion matrix of
-workers' answers against consensus, worker accuracy against volume (blocked workers marked), and
+workers' answers against consensus, worker accuracy against volume (excluded and blocked workers marked), and
 for structured task types a few items with their consolidated boxes, masks or spans drawn. Plots
 are matplotlib figures inlined as SVG: no CDN, no script, opens offline and prints well.
 """
@@ -70,7 +70,8 @@ class Report:
                                       conn, params=[batch])
         self.extensions = pd.read_sql_query("select added, created_at from extensions where batch = ?", conn, params=[batch])
         self.workers = pd.read_sql_query(
-            "select b.worker_id, b.answers, b.skill, b.gold_seen, b.gold_correct, coalesce(w.blocked, 0) as blocked "
+            "select b.worker_id, b.answers, b.skill, b.gold_seen, b.gold_correct, coalesce(w.blocked, 0) as blocked, "
+            "coalesce(w.excluded, 0) as excluded "
             "from batch_workers b left join workers w on w.worker_id = b.worker_id where b.batch = ?", conn, params=[batch])
         self.items = pd.read_sql_query("select item_id, data from items where batch = ? order by position", conn, params=[batch])
         self.cost = assignment_cost(Decimal(row["reward"]), 1, bool(row.get("masters")))
@@ -184,11 +185,13 @@ class Report:
             return None
         fig, ax = plt.subplots(figsize=(6.2, 3.2))
         w = self.workers
-        ok = w[w["blocked"] == 0]
+        ok = w[(w["blocked"] == 0) & (w["excluded"] == 0)]
         ax.scatter(ok["answers"], ok["skill"], s=22, color="#1f77b4", alpha=0.8, label="working")
-        blocked = w[w["blocked"] != 0]
-        if len(blocked):
-            ax.scatter(blocked["answers"], blocked["skill"], s=46, marker="x", color="#d62728", label="blocked")
+        # Excluded (the project's exclusion qualification) and blocked (by a person) are marked apart.
+        for flag, marker, color in (("excluded", "x", "#ff7f0e"), ("blocked", "X", "#d62728")):
+            marked = w[w[flag] != 0]
+            if len(marked):
+                ax.scatter(marked["answers"], marked["skill"], s=46, marker=marker, color=color, label=flag)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("answers in this batch")
         ax.set_ylabel("estimated accuracy")
