@@ -25,29 +25,7 @@ from annotate.store import Store
 from conftest import make_batch
 from processes import free_port, stop
 
-moto_server = pytest.importorskip("moto.server")
-
-
-@pytest.fixture(scope="module")
-def aws_url():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ANNOTATE_MARKETPLACE_NOTIFICATION_ENDPOINT", raising=False)
-
-
-@pytest.fixture
-def sqs(aws_url):
-    return boto3.client("sqs", endpoint_url=aws_url, region_name="us-east-1")
+from moto_sqs import aws_credentials, aws_url, sqs  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

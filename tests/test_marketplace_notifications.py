@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import time
 
 import boto3
@@ -16,42 +15,14 @@ from conftest_marketplace import accept, client, hit_params, http, work
 
 from annotate.marketplace import MarketplaceServer
 
-moto_server = pytest.importorskip("moto.server")
+from processes import free_port
+from moto_sqs import aws_credentials, aws_url, sqs  # noqa: F401  (fixtures)
 
 WORKER, OTHER, THIRD = "AWORKERONE1234", "AWORKERTWO5678", "AWORKERTHREE90"
 ALL_EVENTS = ["AssignmentAccepted", "AssignmentAbandoned", "AssignmentReturned", "AssignmentSubmitted",
               "AssignmentRejected", "AssignmentApproved", "HITCreated", "HITExtended", "HITDisposed",
               "HITReviewable", "HITExpired"]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def aws_url():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch):
-    # moto takes any credentials; the marketplace's deliverer finds them where boto3 looks.
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ANNOTATE_MARKETPLACE_NOTIFICATION_ENDPOINT", raising=False)
-
-
-@pytest.fixture
-def sqs(aws_url):
-    return boto3.client("sqs", endpoint_url=aws_url, region_name="us-east-1")
 
 
 @pytest.fixture

@@ -266,11 +266,7 @@ class ConfidencePolicy(Policy):
         wanting.sort()  # least confident first; ties by item id, so the order is deterministic
         allowed, budget_out = len(wanting), False
         if self.settings["budget"] is not None:
-            # money committed: answers received, plus assignments outstanding on open HITs
-            spent = int(np.where(state["open"], np.maximum(state["bought"], state["n"]), state["n"]).sum())
-            remaining = int(self.settings["budget"] * len(state)) - spent
-            budget_out = remaining <= 0
-            allowed = max(0, min(allowed, int(np.ceil(self.pace * remaining))))
+            allowed, budget_out = self._within_budget(state, allowed)
         for rank, (c, item, lab) in enumerate(wanting):
             if rank < allowed:
                 out[item] = Decision("extend", lab, c, 1)
@@ -281,6 +277,14 @@ class ConfidencePolicy(Policy):
                 # may still buy it, so for now it is unresolved
                 out[item] = Decision("unresolved", lab, c)
         return out
+
+    def _within_budget(self, state: pd.DataFrame, allowed: int) -> tuple[int, bool]:
+        """(answers that may be bought now, whether the budget is spent), the budget being
+        `budget` answers per item; money committed counts answers received plus the slots
+        outstanding on open HITs, and only a `pace` share of what remains goes in one call."""
+        spent = int(np.where(state["open"], np.maximum(state["bought"], state["n"]), state["n"]).sum())
+        remaining = int(self.settings["budget"] * len(state)) - spent
+        return max(0, min(allowed, int(np.ceil(self.pace * remaining)))), remaining <= 0
 
 
 def _support(answers: pd.DataFrame, labels: dict) -> dict:
@@ -390,10 +394,8 @@ class AdaptivePolicy(ConfidencePolicy):
                 need = int(np.searchsorted(doubt, deficit) + 1)
                 allowed = min(allowed, unsupported + max(1, need))
         if self.settings["budget"] is not None:
-            spent = int(np.where(state["open"], np.maximum(state["bought"], state["n"]), state["n"]).sum())
-            remaining = int(self.settings["budget"] * len(state)) - spent
-            budget_out = budget_out or remaining <= 0
-            allowed = max(0, min(allowed, int(np.ceil(self.pace * remaining))))
+            allowed, out_of_budget = self._within_budget(state, allowed)
+            budget_out = budget_out or out_of_budget
         for rank, (c, item, lab) in enumerate(wanting):
             if rank < allowed:
                 out[item] = Decision("extend", lab, c, 1)

@@ -120,7 +120,43 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         policy=repr(policy), seed=seed, items=len(items), accuracy=accuracy,
         unresolved=int((final["action"] == "unresolved").sum()),
         starved=int((bought.to_numpy() > available).sum()),
-    excluded: list = field(default_factory=list)  # workers excluded, in the order they were
-    n_scored: int = 0  # items scored: replayed items that have a truth row
-    labels: pd.DataFrame = field(repr=False, default=None)  # item, label, confidence, action, answers
-    received: pd.DataFrame = field(repr=False, default=None)  # the answers bought: item, worker, label
+        answers_per_item=n / len(items), available_per_item=float(recorded.mean()),
+        fraction_bought=n / float(recorded.sum()), cost=per * n, rounds=rounds, excluded=excluded, n_scored=n_scored,
+        labels=final,
+        received=got[["item", "worker", "label"]].reset_index(drop=True),
+    )
+
+
+def _exclude(pool: pd.DataFrame, got: pd.DataFrame, bought: pd.Series, known: dict[str, str], n_labels: int,
+             rules, excluded: list[str]) -> pd.DataFrame:
+    """The harvest's exclusion after a round: `assess` on what was received; the newly excluded
+    workers' answers not yet received leave the pool (positions renumbered, order kept)."""
+    from annotate.exclusion import assess
+
+    already = set(excluded)
+    new = [d.worker_id for d in assess(got[["item", "worker", "label"]], known, n_labels, rules, already)
+           if d.exclude and d.worker_id not in already]
+    if not new:
+        return pool
+    excluded.extend(new)
+    future = pool["pos"].to_numpy() >= bought.reindex(pool["item"]).to_numpy()
+    keep = ~(future & pool["worker"].isin(new).to_numpy())
+    pool = pool[keep].reset_index(drop=True)
+    pool["pos"] = pool.groupby("item").cumcount()
+    return pool
+
+
+def score(labels: pd.Series, truth: pd.DataFrame | None) -> tuple[float, int]:
+    """(accuracy, items scored) of labels (item -> label) over exactly the items that have both a
+    label and a truth row: an item without truth is neither right nor wrong, and a truth row for an
+    item never labelled is not a miss. Accuracy is NaN when nothing can be scored."""
+    if truth is None or not len(truth) or not len(labels):
+        return float("nan"), 0
+    t = truth.astype({"item": str, "label": str}).set_index("item")["label"]
+    got = labels.copy()
+    got.index = got.index.astype(str)
+    both = t.index.intersection(got.index)
+    if not len(both):
+        return float("nan"), 0
+    right = got.reindex(both).astype(object).to_numpy() == t.reindex(both).to_numpy()
+    return float(right.mean()), int(len(both))
