@@ -241,6 +241,15 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return memory
 
 
+def _enable_wal(db: sqlite_utils.Database) -> None:
+    """WAL mode, waiting for another process that holds the file (say, migrating it): switching the
+    journal mode can answer "database is locked" at once instead of waiting out busy_timeout."""
+    from tenacity import retry, retry_if_exception, stop_after_delay, wait_random
+
+    locked = retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e))
+    retry(retry=locked, stop=stop_after_delay(30), wait=wait_random(0.05, 0.25), reraise=True)(db.enable_wal)()
+
+
 class Store:
     """The store at `path`. Opened for writing (the default), it is created or migrated to
     SCHEMA_VERSION first. With `readonly`, nothing is ever written to the file: an older store is
@@ -275,7 +284,7 @@ class Store:
             # The version is read before anything is written: a newer store is refused untouched.
             version, applied = _schema_of(db)
             _refuse_newer(db, self.path, version, applied)
-            db.enable_wal()
+            _enable_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")
             if not _up_to_date(version, applied):
                 migrate(db, self.path)

@@ -130,7 +130,7 @@ def test_a_new_store_has_the_layout_every_query_uses(tmp_path):
     indexed = {(i.name and tuple(i.columns)) for t in TABLES for i in db[t].indexes}
     assert {tuple(cols) for _, cols in INDEXES} <= indexed
     assert schema_of(tmp_path / "a.db") == (SCHEMA_VERSION, migrations.STEPS)
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 @pytest.mark.parametrize("first_release, user_version", [(True, 1), (True, 0), (False, 0), (False, 1)],
