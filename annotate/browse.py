@@ -14,6 +14,7 @@ opened as immutable, which would promise SQLite the file never changes while a h
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 from pathlib import Path
 
@@ -281,6 +282,17 @@ def require_datasette() -> None:
         raise UserError(f"annotate browse needs Datasette: {INSTALL_HINT}") from None
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """A port in use is the user's to change: say so (exit 2) rather than let the server fail inside."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}): pass another --port",
+                            field="--port") from None
+
+
 def serve_args(store_path: Path, metadata_file: Path, *, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
                open_browser: bool = True) -> list[str]:
     """`datasette serve` arguments: the store as a mutable file (opened ?mode=ro, see the module
@@ -295,6 +307,7 @@ def browse(store_path: str | Path, *, port: int = DEFAULT_PORT, host: str = "127
     store_path = Path(store_path)
     if not store_path.is_file():
         raise UserError("there is no store here yet: post a batch first (or pass --home)", file=str(store_path))
+    _require_free_port(host, port)
     from datasette.cli import cli as datasette_cli
 
     with tempfile.TemporaryDirectory(prefix="annotate-browse-") as tmp:

@@ -227,6 +227,20 @@ def test_browse_without_datasette_says_how_to_install(project, monkeypatch):
     assert "pip install 'annotate[browse]'" in result.output
 
 
+def test_browse_refuses_a_missing_store_and_a_busy_port(project, tmp_path):
+    pytest.importorskip("datasette")
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path / "empty"), "browse", "--no-open"])
+    assert result.exit_code == 2 and "post a batch first" in result.output, result.output
+    ws, _ = project
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = invoke(ws, "browse", "--no-open", "--port", str(busy.getsockname()[1]))
+    assert result.exit_code == 2 and "pass another --port" in result.output, result.output
+
+
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
