@@ -15,7 +15,8 @@ err = console(stderr=True)
 @click.pass_obj
 def browse(ws, port, no_open):
     """Browse the store in Datasette: tables described, canned queries (low-confidence labels, workers by
-    accuracy, spend by batch, quarantined answers, unresolved items). Read-only; Ctrl-C stops it."""
+    accuracy, spend by batch, quarantined answers, unresolved items, progress by batch). Read-only;
+    Ctrl-C stops it."""
     from annotate.browse import browse as serve, require_datasette
 
     require_datasette()
