@@ -316,8 +316,14 @@ def test_browse_serves_canned_queries_read_only(project, tmp_path):
         writer.event("digits", "browse-check", n=1)
         rows = get_json(f"{base}/events.json?_shape=array&kind=browse-check")
         assert len(rows) == 1
-        # Datasette's connection to the store is read-only
         assert query("low_confidence_labels", below="0.99", batch="")  # still serving after the write
+        # Datasette holds the store file open read-only (O_RDONLY), never for writing
+        opened = [fd for fd in os.listdir(f"/proc/{proc.pid}/fd")
+                  if os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(ws.store_path.resolve())]
+        assert opened
+        for fd in opened:
+            flags = int(Path(f"/proc/{proc.pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8)
+            assert flags & os.O_ACCMODE == os.O_RDONLY, oct(flags)
     finally:
         code = stop(proc)
     assert code in (0, -2, 1, 130), proc.stderr.read()
