@@ -183,18 +183,23 @@ def test_demo_runs_in_a_fresh_folder_unless_told_to_reuse(tmp_path):
     assert (first / "mine.txt").exists()
 
 
-def test_demo_cli_twice_keeps_both_runs(tmp_path):
+def test_demo_cli_keeps_every_run_unless_told_to_reuse(tmp_path, monkeypatch):
+    """As scripts/demo runs it (`cd $DEMO_DIR && annotate demo …`): run-1, then run-2 beside it, then
+    --reuse runs in run-2 again; run-1 is never touched, and the figures are the same in each."""
+    monkeypatch.chdir(tmp_path)
     outputs = []
-    for _ in range(2):
-        result = CliRunner().invoke(cli, ["demo", "--example", "iris", "--workdir", str(tmp_path), "--no-train",
-                                          "--json"], catch_exceptions=False)
+    for extra in ([], [], ["--reuse"]):
+        result = CliRunner().invoke(cli, ["demo", "--example", "words-text", "--no-train", "--json", *extra],
+                                    catch_exceptions=False)
         assert result.exit_code == 0, result.output
         outputs.append(json.loads(result.output.strip().splitlines()[-1]))
-    assert [Path(o["workdir"]).name for o in outputs] == ["run-1", "run-2"]
+    runs = tmp_path / "annotate-demo"
+    assert [o["workdir"] for o in outputs] == [str(runs / "run-1"), str(runs / "run-2"), str(runs / "run-2")]
+    assert sorted(p.name for p in runs.iterdir()) == ["run-1", "run-2"]
     assert all(Path(o["manifest"]).is_file() for o in outputs)  # the first run's export is still there
     figures = [{k: v for k, v in o.items() if k in ("items", "labelled", "accuracy", "cost_usd", "assignments")}
                for o in outputs]
-    assert figures[0] == figures[1]  # same seed, same figures, in different folders
+    assert figures[0] == figures[1] == figures[2]  # same seed, same figures, whatever the folder
 
 
 def test_scripts_demo_honours_demo_dir(tmp_path):
