@@ -1,6 +1,8 @@
 """The end-to-end demo on the local target: post → simulated crowd → harvest → export (→ train).
 
-It runs in its own folder (`<workdir>/annotate-demo/`), started afresh each time, with the
+Each run gets a fresh folder of its own, `<workdir>/annotate-demo/run-<N>/` (the next free N), so a
+run never deletes an earlier one's files; `reuse=True` (`annotate demo --reuse`) runs in the latest
+run folder instead, emptied first, for repeated runs that should not pile up. It runs with the
 embedded marketplace and a simulated crowd in this process. The crowd works through the
 marketplace's worker pages over HTTP, learning each item's true label only from the batch's
 hidden gold column; annotate itself talks to the marketplace with boto3, as it would to MTurk.
@@ -68,6 +70,22 @@ def use_crowd_template(batch_dir: Path) -> str:
     return name
 
 
+def demo_folder(workdir: str | Path, reuse: bool = False) -> Path:
+    """The folder this run works in: `<workdir>/annotate-demo/run-<N>`, new (N = the highest so far
+    + 1), or with `reuse` the highest one, emptied (run-1 when there is none yet)."""
+    parent = Path(workdir).resolve() / "annotate-demo"
+    runs = [int(m.group(1)) for p in (parent.iterdir() if parent.is_dir() else ())
+            if (m := re.fullmatch(r"run-(\d+)", p.name)) and p.is_dir()]
+    latest = max(runs, default=0)
+    if reuse and latest:
+        root = parent / f"run-{latest}"
+        shutil.rmtree(root)  # a run folder is the demo's own: everything in it came from a demo run
+    else:
+        root = parent / f"run-{latest + 1}"
+    root.mkdir(parents=True)  # fails rather than share a folder with a demo started at the same moment
+    return root
+
+
 def run_demo(
     example: str = "digits",
     workdir: str | Path = ".",
@@ -78,6 +96,7 @@ def run_demo(
     timeout: float = 600.0,
     on_progress: Callable[[str, int, int], None] | None = None,
     template: str = "plain",
+    reuse: bool = False,
 ) -> dict:
     from annotate.marketplace import MarketplaceServer
     from annotate.marketplace.crowd import SimulatedCrowd
@@ -85,16 +104,14 @@ def run_demo(
 
     if example not in available_examples():
         raise UserError(f"unknown example {example!r} (available: {', '.join(available_examples())})", field="--example")
+    if template not in ("plain", "crowd"):
+        raise UserError(f"unknown template style {template!r} (plain or crowd)", field="--template")
     crowd = crowd or CrowdSettings()
-    root = Path(workdir).resolve() / "annotate-demo"
-    if root.exists():
-        shutil.rmtree(root)  # the demo's own folder: every run starts clean
+    root = demo_folder(workdir, reuse)
     batch_dir = root / example
     shutil.copytree(examples_dir() / example, batch_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if template == "crowd":
         use_crowd_template(batch_dir)
-    elif template != "plain":
-        raise UserError(f"unknown template style {template!r} (plain or crowd)", field="--template")
     ws = Workspace(root / ".annotate").ensure()
     batch = load_batch(batch_dir)
     task_type = get_task_type(batch.task_type)
@@ -192,7 +209,7 @@ def _train(ws: Workspace, batch_name: str, exported) -> dict:
     """Train the local scikit-learn model on the export, as `annotate train --target local` does."""
     from annotate.sagemaker.local import train_local_from_export
 
-    # A fixed job name: the demo's folder starts empty, and the figures name no clock time.
+    # A fixed job name: each run's folder starts empty, and the figures name no clock time.
     trained = train_local_from_export(ws, batch_name, exported, algorithm="sklearn", job=f"{batch_name}-demo")
     return {"model_accuracy": round(trained.model_accuracy, 4), "model_artifact": str(trained.model_artifact)}
 

@@ -7,7 +7,19 @@ Manifest lines follow Ground Truth's image/text classification output:
                          "job-name": "labeling-job/<batch>", "human-annotated": "yes",
                          "creation-date": "2026-11-21T16:00:00.000000"}}
 An item without `source-ref`/`source` columns gets `source` = its input columns as JSON.
-Files are written whole (temp file + rename), so a crash never leaves half a manifest.
+
+Every batch's files go in a folder of its own, `<out>/<batch>/` (as Ground Truth puts a labeling
+job's output under the job's name), so batches exported to the same place never replace each
+other's `train.*`/`validation.*`: <batch>.manifest, <batch>.csv, train.manifest, validation.manifest,
+train.csv, validation.csv (and masks/ for segmentation). A re-export writes every file under a
+temporary name first and renames them into place at the end, so a failure (a full disk) leaves the
+previous export whole; files of the previous export this one does not write (train.* after
+`--no-split`) are removed, so the folder always holds one export.
+
+`source-ref` is written the same way in the manifest and in the CSV: `absolute` (a local media path
+made absolute from the batch folder; the default) or `s3` (the path under the batch folder, put
+under `s3_prefix`, for media uploaded there with e.g. `aws s3 sync <batch dir> <prefix>`).
+References that are already URLs (`s3://…`, `https://…`) are left as they are.
 
 CSV cells hold text workers typed, and a spreadsheet runs a cell that starts with `=`, `+`, `-`,
 `@`, tab or carriage return as a formula (CSV injection). As OWASP recommends, such text cells
@@ -25,6 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -36,6 +49,8 @@ from annotate.tasktypes import TaskSpec, get_task_type
 from annotate.workspace import Workspace
 
 FORMATS = ("manifest", "csv")
+SOURCE_REFS = ("absolute", "s3")
+PARTS = ("", "train", "validation")  # "": the whole batch, named after it
 
 
 @dataclass
@@ -44,6 +59,7 @@ class ExportResult:
     label_attribute: str
     labels: list[str]
     n_items: int
+    dir: Path | None = None  # <out>/<batch>: this batch's folder
     manifest: Path | None = None
     csv: Path | None = None
     train_manifest: Path | None = None
@@ -112,10 +128,8 @@ def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path
     spec = spec or TaskSpec.from_batch_row(batch)
     line: dict = {}
     if row.get("source-ref") not in (None, ""):
-        ref = str(row["source-ref"])
-        if "://" not in ref and not os.path.isabs(ref):
-            ref = str(Path(batch["dir"]) / ref)  # local media: make the path usable from anywhere
-        line["source-ref"] = ref
+        # export_batch has placed it already (source_ref()); as given, a relative path is made absolute.
+        line["source-ref"] = source_ref(str(row["source-ref"]), batch["dir"])
     elif row.get("source") not in (None, ""):
         line["source"] = str(row["source"])
     else:
@@ -129,6 +143,49 @@ def manifest_line(batch: dict, row: dict, data_columns: list[str], out_dir: Path
     return line
 
 
+def source_ref(ref: str, batch_dir: str | Path, mode: str = "absolute", s3_prefix: str | None = None,
+               item: str | None = None) -> str:
+    """Where a manifest line and a CSV row say an item's media is. `absolute`: a path relative to the
+    batch folder made absolute (usable from anywhere on this machine). `s3`: the path under the
+    batch folder, put under `s3_prefix` (a media file outside the batch folder cannot be placed
+    there: UserError naming the item). URLs are left as they are."""
+    if not ref or "://" in ref:
+        return ref
+    if mode == "absolute":
+        return ref if os.path.isabs(ref) else str(Path(batch_dir) / ref)
+    path = Path(ref)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path(batch_dir))
+        except ValueError:
+            raise UserError(f"source-ref {ref!r} of item {item!r} is outside the batch folder {batch_dir}, "
+                            "so it has no place under --s3-prefix (use --source-ref absolute)",
+                            field="source-ref") from None
+    return f"{s3_prefix.rstrip('/')}/{path.as_posix()}"
+
+
+def source_ref_of(ref, batch_dir: str | Path, mode: str, s3_prefix: str | None, item) -> Any:
+    """A CSV/manifest cell of the `source-ref` column, placed by source_ref() (empty cells kept)."""
+    if ref is None or (isinstance(ref, float) and pd.isna(ref)) or ref == "":
+        return ref
+    return source_ref(str(ref), batch_dir, mode, s3_prefix, item=str(item))
+
+
+def _check_source_ref(mode: str, s3_prefix: str | None) -> None:
+    if mode not in SOURCE_REFS:
+        raise UserError(f"unknown --source-ref {mode!r} (use {' or '.join(SOURCE_REFS)})", field="--source-ref")
+    if mode == "s3" and not (s3_prefix or "").startswith("s3://"):
+        raise UserError("--source-ref s3 needs --s3-prefix s3://bucket/prefix (where the batch folder's media is)",
+                        field="--s3-prefix")
+    if mode != "s3" and s3_prefix:
+        raise UserError("--s3-prefix goes with --source-ref s3", field="--s3-prefix")
+
+
+def batch_dir(out_dir: str | Path, batch_name: str) -> Path:
+    """Where export_batch writes a batch's files under `out_dir`."""
+    return Path(out_dir) / batch_name
+
+
 def _gt_date(iso: str | None) -> str:
     """Ground Truth writes creation-date as naive UTC with microseconds."""
     when = datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else datetime.utcnow()
@@ -136,18 +193,33 @@ def _gt_date(iso: str | None) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    _commit([(_stage(path, text), path)])
+
+
+def _stage(path: Path, text: str) -> Path:
+    """`text` written whole to a temporary file beside `path` (renamed into place by _commit)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-        os.replace(tmp, path)
     except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.unlink(tmp)
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = str(path)  # a full disk says so on write(), without naming the file
         raise
+    return Path(tmp)
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every staged file into place; should one rename fail, the rest are removed."""
+    try:
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
 
 
 # OWASP's list: a spreadsheet reads a cell starting with one of these as a formula.
@@ -193,48 +265,88 @@ def export_batch(
     split: float | None = 0.8,
     seed: int = 0,
     raw_csv: bool = False,
+    source_ref: str = "absolute",
+    s3_prefix: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
-    """Write the batch's labels under `out_dir`. CSV text cells that a spreadsheet would run as a
-    formula get a leading single quote unless `raw_csv` (see the module's docstring)."""
+    """Write the batch's labels in `out_dir`/<batch>/ (see the module's docstring for the names, how
+    a re-export replaces its files, and `source_ref`). CSV text cells that a spreadsheet would run
+    as a formula get a leading single quote unless `raw_csv`. `progress(done, total)` is called as
+    manifest lines are made and files written."""
     for f in formats:
         if f not in FORMATS:
             raise UserError(f"unknown export format {f!r} (use {', '.join(FORMATS)})", field="--format")
     if split is not None and not 0 < split < 1:
         raise UserError(f"--split is the training share, between 0 and 1 (got {split})", field="--split")
+    _check_source_ref(source_ref, s3_prefix)
     store = Store(ws.store_path, readonly=True)  # reading never writes: works on a read-only store
     batch, frame = labelled_frame(store, batch_name)
     if frame.empty:
         raise UserError(f"batch {batch_name!r} has no labelled items yet (run `annotate harvest`)")
-    out = Path(out_dir)
+    if "source-ref" in frame.columns:  # placed once, so the manifest and the CSV say the same
+        frame = frame.assign(**{"source-ref": [source_ref_of(r, batch["dir"], source_ref, s3_prefix, i)
+                                               for r, i in zip(frame["source-ref"], frame["id"])]})
+    out = batch_dir(out_dir, batch_name)
     from annotate.results import accuracy_estimate
 
     result = ExportResult(batch=batch_name, label_attribute=batch["label_attribute"], labels=list(batch["labels"]),
-                          n_items=len(frame), accuracy_estimate=accuracy_estimate(store, batch_name))
+                          n_items=len(frame), dir=out, accuracy_estimate=accuracy_estimate(store, batch_name))
     data_columns = [c for c in frame.columns if c not in RESULT_COLUMNS]
     parts = {"": frame}
     if split is not None:
         train, val = split_frame(frame, split, seed)
         parts.update({"train": train, "validation": val})
         result.n_train, result.n_validation = len(train), len(val)
+    n_files = len(parts) * len(formats)
+    total = (len(frame) if "manifest" in formats else 0) + n_files
+    done = 0
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
     if "manifest" in formats:
         # Each line is made once (and its artifacts written once); the split files reuse them.
         task_type, spec = get_task_type(batch["task_type"]), TaskSpec.from_batch_row(batch)
         columns = list(frame.columns)
         records = (dict(zip(columns, values)) for values in frame.itertuples(index=False, name=None))  # one at a time
-        encoded = pd.Series([json.dumps(manifest_line(batch, r, data_columns, out, task_type, spec), ensure_ascii=False)
-                             + "\n" for r in records], index=frame.index)
-    for part, df in parts.items():
-        stem = part or batch_name
-        if "manifest" in formats:
-            text = "".join(encoded.loc[df.index])
-            path = out / f"{stem}.manifest"
-            _write_atomic(path, text)
-            setattr(result, f"{part}_manifest" if part else "manifest", path)
-            result.files.append(path)
-        if "csv" in formats:
-            path = out / f"{stem}.csv"
-            table = df.drop(columns=list(PRIVATE))
-            _write_atomic(path, (table if raw_csv else csv_safe(table)).to_csv(index=False))
-            setattr(result, f"{part}_csv" if part else "csv", path)
-            result.files.append(path)
+        every = max(1, len(frame) // 100)
+        lines = []
+        for r in records:
+            lines.append(json.dumps(manifest_line(batch, r, data_columns, out, task_type, spec), ensure_ascii=False) + "\n")
+            if len(lines) % every == 0:
+                tick(every)
+        tick(len(lines) % every)
+        encoded = pd.Series(lines, index=frame.index)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for part, df in parts.items():
+            stem = part or batch_name
+            if "manifest" in formats:
+                path = out / f"{stem}.manifest"
+                staged.append((_stage(path, "".join(encoded.loc[df.index])), path))
+                setattr(result, f"{part}_manifest" if part else "manifest", path)
+                result.files.append(path)
+                tick()
+            if "csv" in formats:
+                path = out / f"{stem}.csv"
+                table = df.drop(columns=list(PRIVATE))
+                staged.append((_stage(path, (table if raw_csv else csv_safe(table)).to_csv(index=False)), path))
+                setattr(result, f"{part}_csv" if part else "csv", path)
+                result.files.append(path)
+                tick()
+    except BaseException:  # nothing renamed yet: the previous export stays whole
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    _commit(staged)
+    # The folder holds one export: files of the previous one that this one did not write go.
+    written = set(result.files)
+    for part in PARTS:
+        for fmt in FORMATS:
+            old = out / f"{part or batch_name}.{fmt}"
+            if old not in written and old.exists():
+                old.unlink()
     return result

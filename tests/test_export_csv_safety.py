@@ -88,10 +88,10 @@ def test_two_workers_typing_a_formula_into_a_free_text_batch(ws, marketplace, tm
     result = CliRunner().invoke(cli, ["--home", str(ws.home), "export", "words-text", "--out", str(tmp_path / "raw"),
                                       "--no-split", "--raw-csv", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    [raw_first, _] = rows(tmp_path / "raw" / "words-text.csv")
+    [raw_first, _] = rows(tmp_path / "raw" / "words-text" / "words-text.csv")
     assert raw_first["label"] == LEAK and raw_first["note"] == "@ops please check"
 
     result = CliRunner().invoke(cli, ["--home", str(ws.home), "export", "words-text", "--out", str(tmp_path / "cli"),
                                       "--no-split", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    assert rows(tmp_path / "cli" / "words-text.csv")[0]["label"] == "'" + LEAK
+    assert rows(tmp_path / "cli" / "words-text" / "words-text.csv")[0]["label"] == "'" + LEAK

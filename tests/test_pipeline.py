@@ -220,7 +220,8 @@ def test_cli_post_status_export(ws, marketplace, tmp_path):
     assert row["api_calls"]["CreateHITWithHITType"] == 4
     result = runner.invoke(cli, [*home, "export", "iris-small", "--format", "manifest", "--out", str(tmp_path / "e"), "--json"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "e" / "iris-small.manifest").exists() and not (tmp_path / "e" / "iris-small.csv").exists()
+    folder = tmp_path / "e" / "iris-small"  # each batch's files in a folder of its own
+    assert (folder / "iris-small.manifest").exists() and not (folder / "iris-small.csv").exists()
     assert runner.invoke(cli, [*home, "export", "nope"]).exit_code == 2
 
 

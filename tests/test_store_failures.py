@@ -154,7 +154,7 @@ def test_a_read_only_store_can_be_read_but_not_written(read_only_home, tmp_path,
     assert row["batch"] == name and row["labelled"] > 0
     assert workers[0] == 0 and json.loads(workers[1])["workers"], workers
     assert export[0] == 0, export
-    assert (out / f"{name}.csv").read_text() == reference.csv.read_text()
+    assert (out / name / f"{name}.csv").read_text() == reference.csv.read_text()
     for code, _, stderr in (post, harvest):
         assert code == 2, stderr
         line = one_error_line(stderr)
@@ -223,8 +223,8 @@ def test_a_full_disk_while_exporting_names_the_file_and_leaves_no_part(labelled,
     result = invoke(ws.home, ["export", name, "--out", str(out), "--no-split", "--format", "csv"])
     assert result.exit_code == 2, (result.output, result.exception)
     line = one_error_line(result.output)
-    assert str(out / f"{name}.csv") in line and "No space left on device" in line, line
-    assert list(out.iterdir()) == []
+    assert str(out / name / f"{name}.csv") in line and "No space left on device" in line, line
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # the batch's folder, and nothing in it
 
 
 # ------------------------------------------------------------------ two posts at once

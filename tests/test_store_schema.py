@@ -170,7 +170,7 @@ def test_reading_an_older_store_never_writes_it(labelled, tmp_path):
         result = runner.invoke(cli, ["--home", str(home.home), *args])
         assert result.exit_code == 0, result.output
     assert digest(home.store_path) == before and schema_of(home.store_path) == (1, [])
-    assert (tmp_path / "out" / f"{name}.csv").read_text() == reference.csv.read_text()
+    assert (tmp_path / "out" / name / f"{name}.csv").read_text() == reference.csv.read_text()
 
 
 def newer_store(path) -> None:

@@ -17,7 +17,9 @@ TIMING = ("seconds",)  # wall-clock time: the one figure a seed cannot fix
 
 
 def figures(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in TIMING}
+    """The summary without timings, its paths relative to the run's own folder (each run gets a new one)."""
+    run = summary["workdir"]
+    return {k: v.replace(run, "<run>") if isinstance(v, str) else v for k, v in summary.items() if k not in TIMING}
 
 
 def test_demo_cli_twice_at_seed_0_prints_identical_figures(tmp_path):
@@ -38,12 +40,16 @@ def test_demo_cli_twice_at_seed_0_prints_identical_figures(tmp_path):
 
 
 def test_demo_twice_structured_example(tmp_path):
-    first = figures(run_demo("shapes-multilabel", tmp_path, seed=0, train=False, timeout=240))
-    first_csv = Path(first["csv"]).read_text()
-    second = figures(run_demo("shapes-multilabel", tmp_path, seed=0, train=False, timeout=240))
+    def run(seed):
+        summary = run_demo("shapes-multilabel", tmp_path, seed=seed, train=False, timeout=240)
+        # source-ref is absolute: the same path under each run's own folder
+        return figures(summary), Path(summary["csv"]).read_text().replace(summary["workdir"], "<run>")
+
+    first, first_csv = run(0)
+    second, second_csv = run(0)
     assert first == second
-    assert Path(second["csv"]).read_text() == first_csv  # labels, confidences and answer counts alike
-    other = figures(run_demo("shapes-multilabel", tmp_path, seed=1, train=False, timeout=240))
+    assert second_csv == first_csv  # labels, confidences and answer counts alike
+    other, _ = run(1)
     assert other != second  # the seed does matter
 
 

@@ -121,7 +121,7 @@ def test_predict_the_exported_csv_in_training_order(trained):
 
 def test_readme_quickstart_predict_runs_as_written(tmp_path, monkeypatch):
     """README: annotate export iris --out out/ ; annotate train iris ;
-    annotate deploy --target local --background && annotate predict <job> out/validation.csv"""
+    annotate deploy --target local --background && annotate predict <job> out/iris/validation.csv"""
     from annotate.demo import run_demo
 
     summary = run_demo("iris", tmp_path, seed=0, train=False, timeout=240)
@@ -139,19 +139,19 @@ def test_readme_quickstart_predict_runs_as_written(tmp_path, monkeypatch):
     deployed = json.loads(annotate("deploy", "--target", "local", "--background", "--json").strip().splitlines()[-1])
     try:
         assert deployed["job"] == job
-        table = annotate("predict", job, "out/validation.csv")
-        rows = json.loads(annotate("predict", job, "out/validation.csv", "--json").strip().splitlines()[-1])
-        with open(tmp_path / "out" / "validation.csv", newline="") as handle:
+        table = annotate("predict", job, "out/iris/validation.csv")
+        rows = json.loads(annotate("predict", job, "out/iris/validation.csv", "--json").strip().splitlines()[-1])
+        with open(tmp_path / "out" / "iris" / "validation.csv", newline="") as handle:
             truth = [r["label"] for r in csv.DictReader(handle)]
         predictions = rows["predictions"]
         assert len(predictions) == len(truth) and "setosa" in table
-        # train exports the same split (seed 0): scoring out/validation.csv through the endpoint
+        # train exports the same split (seed 0): scoring out/iris/validation.csv through the endpoint
         # reproduces the model's own validation accuracy (features in the wrong order would not)
         agreement = sum(p["label"] == t for p, t in zip(predictions, truth)) / len(truth)
         assert agreement == pytest.approx(trained["model_accuracy"], abs=1e-6) and agreement >= 0.8
 
         # The reverse loop: what the model is unsure of goes back to the crowd as a new batch.
-        reviewed = json.loads(annotate("predict", job, "out/validation.csv", "--to-batch", "review", "--below", "0.9",
+        reviewed = json.loads(annotate("predict", job, "out/iris/validation.csv", "--to-batch", "review", "--below", "0.9",
                                        "--json").strip().splitlines()[-1])
         unsure = [p for p in reviewed["predictions"] if p["score"] < 0.9]
         assert 0 < len(unsure) < len(predictions) and reviewed["review_batch"]["items"] == len(unsure)

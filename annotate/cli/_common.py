@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import click
 
@@ -79,6 +80,31 @@ def progress_bar(stderr_console: StreamConsole, enabled: bool = True):
     enabled = enabled and not (context is not None and context.meta.get(QUIET))
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=target, transient=True, disable=not (enabled and target.is_terminal))
+
+
+class _WaitLine:
+    """What a wait's callback updates: the text beside the spinner (a job's status, the time)."""
+
+    def __init__(self, progress, task):
+        self._progress, self._task = progress, task
+
+    def update(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+
+@contextmanager
+def wait_bar(stderr_console: StreamConsole, description: str, enabled: bool = True) -> Iterator[_WaitLine]:
+    """A spinner, a status text and the elapsed time on stderr, for waits with no known end (a
+    training job, an endpoint coming up); drawn under the same rules as progress_bar (a terminal
+    only, not with --quiet nor when `enabled` is false). Yields a line with `.update(text)`."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    target = stderr_console.get()
+    context = click.get_current_context(silent=True)
+    enabled = enabled and not (context is not None and context.meta.get(QUIET))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=target,
+                  transient=True, disable=not (enabled and target.is_terminal)) as progress:
+        yield _WaitLine(progress, progress.add_task(description, total=None))
 
 
 def confirm_or_refuse(yes: bool):

@@ -243,16 +243,22 @@ def harvest(ctx, batches, target, endpoint_url, watch, interval, timeout, notify
                    "(default: the batch's own export).")
 @click.option("--label-attribute", default=None, help="With --from-manifest: the mask attribute, if the manifest has several.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [default: <home>/exports/<batch>].")
+              help="Where exports go: the batch's files are written in OUT/<batch>/, so batches never replace "
+                   "each other's [default: <home>/exports].")
 @click.option("--split", type=float, default=0.8, show_default=True, help="Training share of a stratified train/validation split.")
 @click.option("--no-split", is_flag=True, help="Write only the full files.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--raw-csv", is_flag=True,
               help="Write CSV cells exactly as stored. By default a text cell starting with = + - @ tab or CR "
                    "(a formula to a spreadsheet: CSV injection) gets a leading ' (OWASP); numbers stay numbers.")
+@click.option("--source-ref", "source_ref", type=click.Choice(["absolute", "s3"]), default=None,
+              help="How the manifest and the CSV both name each item's media: absolute local paths, or s3 "
+                   "(its path in the batch folder under --s3-prefix) [default: s3 with --s3-prefix, else absolute].")
+@click.option("--s3-prefix", default=None, help="With --source-ref s3: s3://bucket/prefix holding the batch folder's media.")
 @json_option
 @click.pass_obj
-def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, no_split, seed, raw_csv, as_json):
+def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, no_split, seed, raw_csv, source_ref,
+           s3_prefix, as_json):
     """Export a batch's consensus labels as an augmented manifest and/or CSV (or segmentation channels)."""
     from annotate.export import export_batch
 
@@ -264,7 +270,7 @@ def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, n
         if from_manifest is None:
             if not batch:
                 raise UserError("name a BATCH or give --from-manifest", field="--format")
-            own = export_batch(ws, batch, ws.exports / batch, formats=("manifest",), split=None, seed=seed)
+            own = export_batch(ws, batch, ws.exports, formats=("manifest",), split=None, seed=seed)
             from_manifest, label_attribute = own.manifest, label_attribute or f"{own.label_attribute}-ref"
         target = out_dir or (ws.exports / (batch or from_manifest.stem) / "segmentation-channels")
         channels = segmentation_channels(from_manifest, target, label_attribute=label_attribute,
@@ -279,9 +285,13 @@ def export(ws, batch, formats, from_manifest, label_attribute, out_dir, split, n
         return
     if not batch:
         raise UserError("name the BATCH to export", field="BATCH")
-    result = export_batch(ws, batch, out_dir or ws.exports / batch, formats=tuple(formats) or ("manifest", "csv"),
-                          split=None if no_split else split, seed=seed, raw_csv=raw_csv)
-    summary = {"batch": result.batch, "items": result.n_items, "train": result.n_train,
+    with _progress("Exporting", not as_json) as bar:
+        task = bar.add_task(f"Exporting {batch}", total=None)
+        result = export_batch(ws, batch, out_dir or ws.exports, formats=tuple(formats) or ("manifest", "csv"),
+                              split=None if no_split else split, seed=seed, raw_csv=raw_csv,
+                              source_ref=source_ref or ("s3" if s3_prefix else "absolute"), s3_prefix=s3_prefix,
+                              progress=lambda n, total: bar.update(task, completed=n, total=total))
+    summary = {"batch": result.batch, "items": result.n_items, "train": result.n_train, "dir": str(result.dir),
                "validation": result.n_validation, "files": [str(p) for p in result.files],
                "manifest": str(result.manifest) if result.manifest else None,
                "csv": str(result.csv) if result.csv else None, "accuracy_estimate": result.accuracy_estimate}

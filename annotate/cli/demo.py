@@ -15,7 +15,8 @@ err = console(stderr=True)
 @click.command()
 @click.option("--example", default="digits", show_default=True, help="Which sample batch (see examples/).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Where the demo's folder (annotate-demo/) goes.")
+              show_default=True, help="Where the demo's folder goes: each run in a new annotate-demo/run-<N>/.")
+@click.option("--reuse", is_flag=True, help="Run in the latest annotate-demo/run-<N>/ instead, emptied first.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the simulated crowd and the split.")
 @click.option("--workers", type=int, default=25, show_default=True, help="Simulated workers.")
 @click.option("--spammers", type=float, default=0.1, show_default=True, help="Share of workers who answer at random.")
@@ -23,7 +24,7 @@ err = console(stderr=True)
 @click.option("--template", type=click.Choice(["plain", "crowd"]), default="plain", show_default=True,
               help="The example's own HTML form, or its Crowd HTML Elements layout (crowd-form, crowd-classifier …).")
 @json_option
-def demo(example, workdir, seed, workers, spammers, no_train, template, as_json):
+def demo(example, workdir, reuse, seed, workers, spammers, no_train, template, as_json):
     """Run the end-to-end demo on the local target: post, harvest while a simulated crowd works, export, train."""
     from annotate.demo import CrowdSettings, run_demo
 
@@ -37,7 +38,7 @@ def demo(example, workdir, seed, workers, spammers, no_train, template, as_json)
             bar.update(tasks[stage], completed=done, total=total)
 
         summary = run_demo(example, workdir, seed=seed, crowd=CrowdSettings(workers=workers, spammer_share=spammers),
-                           train=not no_train, on_progress=show, template=template)
+                           train=not no_train, on_progress=show, template=template, reuse=reuse)
     table = Table(title=f"annotate demo: {example}", show_header=False)
     table.add_column(style="bold")
     table.add_column()

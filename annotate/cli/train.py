@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from annotate.cli._common import console, emit_json, json_option, yes_option
+from annotate.cli._common import console, emit_json, json_option, wait_bar, yes_option
 from annotate.errors import UserError
 from annotate.sagemaker import (ALGORITHMS, TrainingFailed, batch_training_settings, deploy_aws, deploy_local,
                                 latest_job, plan_training, predict, prepare_deploy_aws, run_training, teardown,
@@ -20,8 +20,11 @@ region_option = click.option("--region", default=None, help="AWS region [default
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the requests it would send; send nothing.")
 
 
+_ERR = console(stderr=True)
+
+
 def _console():
-    return console(stderr=True).get()
+    return _ERR.get()
 
 
 def _session(region: str | None):
@@ -58,7 +61,7 @@ def _export(ws, batch: str, split: float, seed: int):
         from annotate.export import export_batch
     except ImportError as exc:
         raise UserError(f"cannot export batch '{batch}': annotate.export is unavailable ({exc})") from exc
-    export = export_batch(ws, batch, ws.exports / batch, formats=("manifest", "csv"), split=split, seed=seed)
+    export = export_batch(ws, batch, ws.exports, formats=("manifest", "csv"), split=split, seed=seed)
     if not export.n_items:
         raise UserError(f"batch '{batch}' has no labelled items yet: harvest first", field="batch")
     return export
@@ -108,8 +111,9 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
     if target == "local":
         if dry_run:
             raise UserError("--dry-run shows SageMaker requests: use it with --target aws", field="dry_run")
-        result = train_local(ws.home, export, settings, algorithm=algorithm, batch=batch, job=job,
-                             echo=None if as_json else click.echo)
+        with wait_bar(_ERR, f"training {batch} locally", not as_json):
+            result = train_local(ws.home, export, settings, algorithm=algorithm, batch=batch, job=job,
+                                 echo=None if as_json else click.echo)
     else:
         plan_region = region or session.region_name
         plan = plan_training(export, settings, region=plan_region, algorithm=algorithm, batch=batch, job=job,
@@ -122,7 +126,7 @@ def train_command(ws, batch, target, algorithm, job, split, seed, role_arn, s3_p
                     click.echo(f"upload {upload.to_dict()['source']} -> {upload.destination}")
                 click.echo(f"CreateTrainingJob {plan.job_name} ({plan.request['AlgorithmSpecification']['TrainingImage']})")
             return
-        with console.status(f"{plan.job_name}: uploading") as status:
+        with wait_bar(_ERR, f"{plan.job_name}: uploading", not as_json) as status:
             try:
                 result = run_training(plan, session, ws.home, wait=not no_wait, timeout=timeout,
                                       progress=_progress(status))
@@ -168,7 +172,8 @@ def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_
                 click.echo(f"serving {record['job']} at {record['url']} (/ping, /invocations); Ctrl-C stops")
             deploy_local(ws.home, job, name=name, port=port, background=False, ready=ready)
             return
-        record = deploy_local(ws.home, job, name=name, port=port, background=True)
+        with wait_bar(_ERR, f"{name or job}: starting the local endpoint", not as_json):
+            record = deploy_local(ws.home, job, name=name, port=port, background=True)
     else:
         session = _session(region)
         plan = prepare_deploy_aws(ws.home, session, job, name=name, instance_type=instance_type,
@@ -180,7 +185,7 @@ def deploy_command(ws, job, target, name, instance_type, serverless_memory, max_
                 for request in plan.requests:
                     click.echo(f"{request['operation']} {next(iter(request['body'].values()))}")
             return
-        with _console().status(f"{plan.name}: creating") as status:
+        with wait_bar(_ERR, f"{plan.name}: creating", not as_json) as status:
             record = deploy_aws(ws.home, session, plan, wait=not no_wait, timeout=timeout, progress=_progress(status))
     if as_json:
         emit_json(record)
