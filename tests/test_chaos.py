@@ -133,7 +133,7 @@ def final_labels(home: Path, tmp: Path) -> dict[str, str]:
     out = tmp / "export"
     proc = annotate(home, "export", "chaos", "--format", "csv", "--no-split", "--out", str(out))
     assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
-    with open(out / "chaos.csv", newline="") as handle:
+    with open(out / "chaos" / "chaos.csv", newline="") as handle:  # exports go in a folder per batch
         return {row["id"]: (row["label"], int(row["answers"])) for row in csv.DictReader(handle)}
 
 
