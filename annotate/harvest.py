@@ -22,7 +22,7 @@ import json
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby, islice
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -79,6 +79,18 @@ class HarvestResult:
     done: bool = False
     api_calls: dict[str, int] = field(default_factory=dict)
     failure: "BatchFailure | None" = None  # the pass failed for this batch (what it did before is counted)
+
+    # What a pass did (these add up over passes); the other counts are states (the latest holds).
+    PER_PASS = ("new_answers", "approved", "quarantined", "extended", "over_budget", "excluded", "pooled",
+                "machine_labelled")
+
+    def then(self, later: "HarvestResult") -> "HarvestResult":
+        """This batch's running totals with a later pass folded in: per-pass counts and API calls
+        add up, states (labelled, unresolved, decided, done) are the later pass's."""
+        calls = dict(self.api_calls)
+        for op, n in later.api_calls.items():
+            calls[op] = calls.get(op, 0) + n
+        return replace(later, api_calls=calls, **{f: getattr(self, f) + getattr(later, f) for f in self.PER_PASS})
 
     @property
     def blocked(self) -> int:

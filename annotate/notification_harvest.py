@@ -273,19 +273,6 @@ class _Watched:
     total: HarvestResult | None = None
 
 
-def _fold(total: HarvestResult | None, r: HarvestResult) -> HarvestResult:
-    """A pass folded into the batch's running totals: counts add up, states are the latest."""
-    from dataclasses import replace
-
-    if total is None:
-        return replace(r, api_calls=dict(r.api_calls))
-    calls = Counter(total.api_calls)
-    calls.update(r.api_calls)
-    return replace(r, api_calls=dict(calls), **{f: getattr(total, f) + getattr(r, f) for f in (
-        "new_answers", "approved", "quarantined", "extended", "over_budget", "excluded", "pooled",
-        "machine_labelled")})
-
-
 def configured_queue(batch: dict) -> str | None:
     """`[hit] notify_queue` of a posted batch, if any."""
     return ((batch.get("config") or {}).get("hit") or {}).get("notify_queue")
@@ -467,7 +454,7 @@ def _pass(store: Store, w: _Watched, hit_ids: set[str] | None, concurrency: int 
         log.warning("harvest of %s failed (will try again): %s", w.name, result.failure.reason)
     w.last = result
     if result.failure is None:
-        w.total = _fold(w.total, result)
+        w.total = result if w.total is None else w.total.then(result)
     return result
 
 

@@ -75,19 +75,8 @@ def post(ws, batch_dir, target, endpoint_url, yes, dry_run, concurrency, as_json
 
 
 def _add_pass(totals: dict, r) -> None:
-    """Fold one --watch pass into the batch's running totals: counts of what a pass did add up,
-    states (labelled, unresolved, decided) are the latest."""
-    from dataclasses import replace
-
-    t = totals.get(r.batch)
-    if t is None:
-        totals[r.batch] = replace(r, api_calls=dict(r.api_calls))
-        return
-    calls = dict(t.api_calls)
-    for op, n in r.api_calls.items():
-        calls[op] = calls.get(op, 0) + n
-    totals[r.batch] = replace(r, api_calls=calls, **{f: getattr(t, f) + getattr(r, f) for f in (
-        "new_answers", "approved", "quarantined", "extended", "over_budget", "excluded", "pooled")})
+    """Fold one --watch pass into the batch's running totals (HarvestResult.then)."""
+    totals[r.batch] = totals[r.batch].then(r) if r.batch in totals else r
 
 
 def _results_table(results, title: str = "Harvest") -> Table:
