@@ -61,6 +61,16 @@ def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
+def shared_crowd_data(checkout: Path) -> Path:
+    """`../shared/crowd-data` beside a checkout, or beside its parent (a git worktree's folder sits
+    one level deeper); the place beside the checkout when neither exists."""
+    checkout = Path(checkout).resolve()
+    for base in (checkout.parent, checkout.parent.parent):
+        if (base / "shared" / "crowd-data").is_dir():
+            return base / "shared" / "crowd-data"
+    return checkout.parent / "shared" / "crowd-data"
+
+
 def load_crowd_dataset(directory: str | Path) -> CrowdDataset:
     """Load answers.csv and truth.csv from `directory`, validated."""
     directory = Path(directory)

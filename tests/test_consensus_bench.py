@@ -80,9 +80,9 @@ import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-DATA = SCRIPT.parents[1].parent / "shared" / "crowd-data"
-if not (DATA / "temp").is_dir():  # a git worktree sits one folder deeper
-    DATA = SCRIPT.parents[1].parent.parent / "shared" / "crowd-data"
+from annotate.datasets import shared_crowd_data  # noqa: E402
+
+DATA = shared_crowd_data(SCRIPT.parents[1])
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ from annotate.datasets import load_crowd_dataset
 from annotate.fees import assignment_cost
 from decimal import Decimal
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "crowd-data"
+from annotate.datasets import shared_crowd_data
+
+DATA = shared_crowd_data(Path(__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,10 @@ from click.testing import CliRunner
 from annotate.cli import cli
 from annotate.consensus import get_policy
 from annotate.consensus.simulate import replay as offline_replay
-from annotate.datasets import load_crowd_dataset
+from annotate.datasets import load_crowd_dataset, shared_crowd_data
 from annotate.replay import run_replay
 
-# ../shared/crowd-data beside the checkout; a git worktree elsewhere finds it at /work/shared.
-CROWD_DATA = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "crowd-data",
-                               Path("/work/shared/crowd-data")) if (p / "temp").is_dir()),
-                  Path(__file__).resolve().parents[2] / "shared" / "crowd-data")
+CROWD_DATA = shared_crowd_data(Path(__file__).resolve().parents[1])
 pytestmark = pytest.mark.skipif(not (CROWD_DATA / "temp").is_dir(), reason="../shared/crowd-data is not beside the repository")
 
 

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from conftest_marketplace import client, hit_params, html_question
 
+from annotate.datasets import shared_crowd_data
 from annotate.marketplace import MarketplaceServer
 from annotate.marketplace.replay import ReplayCrowd, ReplayError, group_answers, replay_worker_id
 
-CROWD_DATA = Path("/work/shared/crowd-data")
+CROWD_DATA = shared_crowd_data(Path(__file__).resolve().parents[1])
 BINARY_FORM = """<form method="post" action="/mturk/externalSubmit">
 <input type="hidden" name="assignmentId" value="">
 <input type="hidden" name="item" value="x">
