@@ -384,13 +384,13 @@ class Harvester:
         self.result.open = len(hits) - len(closed)
         known = self.store.known_answers(self.name)
         if self.task_type.single_label:
-            # Known-answer items teach the aggregator about workers (their answers stay in), but
-            # the policy neither spends on them nor labels them: they are decided by what is known.
+            # Known-answer items are bought for like any other item (workers cannot tell them
+            # apart, and the crowd's label on them at each confidence is then a fair sample of the
+            # batch: annotate.consensus.calibration), but labelled by what is known.
             answers = self.store.answers(self.name)
-            items = items[~items["item"].isin(list(known))] if known else items
             prior = self.store.prior_skills(self.name)
             prior = pd.Series(prior, dtype=float) if prior else None
-            decisions = self.policy.decide(answers, items, skills=prior) if len(items) else {}
+            decisions = self.policy.decide(answers, items, skills=prior, known=known) if len(items) else {}
         else:
             answers, prior = None, None
             decisions = self._consolidate(closed)
@@ -403,12 +403,12 @@ class Harvester:
         capped: list[tuple[dict, str]] = []
         for hit_id, item, max_assignments, expires_at in closed[
                 ["hit_id", "item_id", "max_assignments", "expires_at"]].itertuples(index=False, name=None):
-            if item in known:
-                decided.append((item, "known", Decision("label", known[item], 1.0)))
-                continue
             decision: Decision = decisions.get(item) or Decision("wait", None, 0.0)
             if decision.action == "extend" and (item in refusals or cancelled):
                 decision = Decision("unresolved", decision.label, decision.confidence)
+            if item in known and decision.action != "extend":
+                decided.append((item, "known", Decision("label", known[item], 1.0)))
+                continue
             if decision.action == "extend":
                 extend_by = min(decision.extend_by, self.policy.max_assignments - max_assignments)
                 if max_assignments <= SMALL_HIT_MAX < max_assignments + extend_by:
@@ -425,13 +425,18 @@ class Harvester:
                     decided.append((item, "pending", decision))
                     continue
                 decision = Decision("unresolved", decision.label, decision.confidence)
+                if item in known:  # nothing more to buy for it: decided by what is known
+                    decided.append((item, "known", Decision("label", known[item], 1.0)))
+                    continue
             if decision.action in ("label", "unresolved"):
                 decided.append((item, "labelled" if decision.action == "label" else "unresolved", decision))
         del decisions
         self._refused(capped)
         refused_now = self._extend(to_extend)
         if refused_now:
-            decided = [(item, "unresolved" if status == "pending" and item in refused_now else status, d)
+            decided = [(item, "known", Decision("label", known[item], 1.0))
+                       if status == "pending" and item in refused_now and item in known else
+                       (item, "unresolved" if status == "pending" and item in refused_now else status, d)
                        for item, status, d in decided]
         single = self.task_type.single_label
         self.store.save_decisions(self.name, (
@@ -480,10 +485,17 @@ class Harvester:
         """Final labels and confidences from the policy's aggregator over the whole batch; worker
         skills (and scores on known answers) kept for later batches; votes and answer counts per
         item; workers who answer about at random excluded (annotate.exclusion, annotate.pools)."""
-        labels, learned = self.policy.aggregate(answers, skills=prior)
-        # what calibration moved, for the accuracy estimate's interval (annotate.results)
-        self.store.event(self.name, "estimate", items=len(labels), calibrated=float(labels["confidence"].mean()),
-                         raw=float(labels["raw_confidence"].mean()))
+        labels, learned = self.policy.aggregate(answers, skills=prior, known=known)
+        # what calibration moved, or the known-answer map's own uncertainty, for the accuracy
+        # estimate's interval (annotate.results)
+        mapping = labels.attrs.get("calibration")
+        delivered = labels[~labels["item"].isin(list(known))] if known else labels
+        self.store.event(self.name, "estimate", items=len(delivered),
+                         calibrated=float(delivered["confidence"].mean()) if len(delivered) else None,
+                         raw=float(delivered["raw_confidence"].mean()) if len(delivered) else None,
+                         **({"known_answers": mapping.as_dict(),
+                             "model_variance": mapping.mean_variance(delivered["crowd_confidence"].to_numpy())}
+                            if mapping is not None else {}))
         votes = vote_counts(answers)
         labels = labels.merge(votes, on="item", how="left")
         # Plain tuples into one UPDATE per item: at 100,000 items whole label rows as dicts would

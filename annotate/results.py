@@ -48,8 +48,10 @@ def results(ws: Workspace, batch: str, *, status: str | None = None,
 def accuracy_estimate(store: Store, batch: str) -> dict | None:
     """How accurate the batch's labels probably are: the expected share of right labels over the
     labelled items (mean of their calibrated confidences) with a 95% interval, or None before any
-    item is labelled. The interval's model term comes from the harvest's last `estimate` event
-    (how far calibration moved the Dawid–Skene estimate; annotate.consensus.calibration)."""
+    item is labelled. The interval's model term comes from the harvest's last `estimate` event:
+    the known-answer map's own uncertainty when the batch has enough known answers, else how far
+    calibration moved the Dawid–Skene estimate (annotate.consensus.calibration). `calibrated_on`
+    says which known answers calibrated it (None: the crowd's answers alone)."""
     from annotate.consensus.calibration import batch_estimate  # numpy: only when there are labels
 
     p = [r[0] for r in store.db.execute(
@@ -58,11 +60,16 @@ def accuracy_estimate(store: Store, batch: str) -> dict | None:
         return None
     events = store.events(batch, ("estimate",))
     last = events[-1] if events else {}
-    gap = float(last.get("raw", 0.0)) - float(last.get("calibrated", 0.0))
-    est = batch_estimate(p, raw_mean=None if not events else sum(p) / len(p) + gap)
+    if last.get("model_variance") is not None:
+        # calibrated on known answers: the interval carries the fitted map's own uncertainty
+        est = batch_estimate(p, model_variance=float(last["model_variance"]))
+    else:
+        gap = float(last.get("raw") or 0.0) - float(last.get("calibrated") or 0.0)
+        est = batch_estimate(p, raw_mean=None if not events else sum(p) / len(p) + gap)
     out = est.as_dict()
     out.pop("temperature")
     out.pop("raw_estimate")
+    out["calibrated_on"] = last.get("known_answers") or None
     return out
 
 

@@ -419,8 +419,11 @@ _worker_command("include", "Lift an exclusion: the worker sees this project's HI
 def describe_estimate(est: dict) -> str:
     """'labels about 93.1% right (95% interval 90.2–96.0%)'."""
     low, high = est["interval"]
+    known = est.get("calibrated_on")
+    basis = (f"calibrated on {known['known_items']} known answer(s), the crowd right on {known['known_right']}"
+             if known else "from the crowd's answers alone: add known-answer items to calibrate it")
     return (f"labels about {est['estimated_accuracy']:.1%} right (95% interval {low:.1%}–{high:.1%}, "
-            f"over {est['items']} labelled item(s))")
+            f"over {est['items']} labelled item(s); {basis})")
 
 
 commands = [post, harvest, export, status, workers]

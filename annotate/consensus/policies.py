@@ -104,21 +104,36 @@ class Policy:
         agg.fit(answers, skills=skills)
         return agg
 
-    def aggregate(self, answers: pd.DataFrame, skills: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    def aggregate(self, answers: pd.DataFrame, skills: pd.Series | None = None,
+                  known: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """Final labels for export: (DataFrame item, label, confidence, raw_confidence; Series
         worker -> skill). `confidence` is the calibrated probability that the label is right
         (annotate.consensus.calibration), whatever the aggregator; `raw_confidence` is the
-        aggregator's own (a Dawid–Skene posterior, or a vote share)."""
-        from .calibration import label_confidence
-
+        aggregator's own (a Dawid–Skene posterior, or a vote share). With enough `known` answers
+        (item -> label), `confidence` is mapped through the map fitted on them, and
+        `labels.attrs["calibration"]` holds that map (else None)."""
         agg = self._fit(answers, skills)
+        return self._labels(answers, agg, skills, known), agg.skills_
+
+    def _labels(self, answers, agg, skills=None, known=None) -> pd.DataFrame:
+        from .calibration import known_answer_calibration, label_confidence
+
         cal = label_confidence(answers, agg.labels_, agg=agg, skills=skills)
         labels = pd.DataFrame({"item": agg.labels_.index.astype(str), "label": agg.labels_.to_numpy(),
                                "confidence": cal.reindex(agg.labels_.index).to_numpy(dtype=float),
                                "raw_confidence": agg.confidence_.to_numpy(dtype=float)})
-        return labels, agg.skills_
+        mapping = known_answer_calibration(labels, known)
+        if mapping is not None:
+            labels["crowd_confidence"] = labels["confidence"]
+            labels["confidence"] = mapping.apply(labels["confidence"].to_numpy(dtype=float))
+        labels.attrs["calibration"] = mapping
+        return labels
 
-    def decide(self, answers: pd.DataFrame, items: pd.DataFrame, skills: pd.Series | None = None) -> dict:
+    def decide(self, answers: pd.DataFrame, items: pd.DataFrame, skills: pd.Series | None = None,
+               known: dict[str, str] | None = None) -> dict:
+        """item -> Decision for the closed items of `items` (item, bought, open). `known` (item ->
+        known answer) calibrates the accuracy estimate where a mode uses it; known-answer items
+        are decided like any other (workers cannot tell them apart)."""
         raise NotImplementedError
 
 
@@ -138,7 +153,7 @@ class AgreePolicy(Policy):
         if self.settings["initial_assignments"] is None:
             self.settings["initial_assignments"] = self.k
 
-    def decide(self, answers, items, skills=None):
+    def decide(self, answers, items, skills=None, known=None):
         state = _item_state(answers, items)
         if len(answers):
             # items x labels vote counts; columns in sorted label order, so idxmax's first maximum
@@ -183,7 +198,7 @@ class FixedPolicy(Policy):
         if self.settings["max_assignments"] < n:
             self.settings["max_assignments"] = n
 
-    def decide(self, answers, items, skills=None):
+    def decide(self, answers, items, skills=None, known=None):
         state = _item_state(answers, items)
         labels, conf = self._posteriors(answers, skills)
         out = {}
@@ -240,7 +255,7 @@ class ConfidencePolicy(Policy):
                                        error_shape=self.settings["error_shape"])
         return super().make_aggregator()
 
-    def decide(self, answers, items, skills=None):
+    def decide(self, answers, items, skills=None, known=None):
         state = _item_state(answers, items)
         if len(answers):
             agg = self._fit(answers, skills)
@@ -339,13 +354,13 @@ class AdaptivePolicy(ConfidencePolicy):
         if apd is not None and self.settings["threshold"] == self.SETTINGS["threshold"]:
             self.threshold = 1.0  # spend the budget: only "no answer could change it" stops an item
 
-    def decide(self, answers, items, skills=None):
+    def decide(self, answers, items, skills=None, known=None):
         if not len(answers):
             return super().decide(answers, items, skills)
         agg = self._fit(answers, skills)
-        return self._decide_fitted(answers, items, agg)
+        return self._decide_fitted(answers, items, agg, known)
 
-    def _decide_fitted(self, answers, items, agg):
+    def _decide_fitted(self, answers, items, agg, known=None):
         state = _item_state(answers, items)
         labels, conf = agg.labels_.to_dict(), agg.confidence_.to_dict()
         support = _support(answers, labels)
@@ -354,7 +369,7 @@ class AdaptivePolicy(ConfidencePolicy):
         movable = {i: m or support.get(i, 0.0) <= 0.5 for i, m in _could_change(agg).items()}
         target = self.settings["target_accuracy"]
         if target is not None:
-            calibrated = self.calibrated_confidence(answers, agg)
+            calibrated = self.calibrated_confidence(answers, agg, known)
         out = {}
         wanting = []
         columns = (state.index, state["open"].to_numpy(), state["starved"].to_numpy(), state["bought"].to_numpy())
@@ -382,7 +397,9 @@ class AdaptivePolicy(ConfidencePolicy):
             # certain (measured on bluebirds at 2 answers/item: all 108 items one class, "0.999")
             wanting.sort(key=lambda w: (support.get(w[1], 0.0) > 0.5, w[0], w[1]))
             unsupported = sum(support.get(i, 0.0) <= 0.5 for _, i, _ in wanting)
-            scored = [calibrated.get(i, 0.0) for i in state.index if not out.get(i) or out[i].action != "wait"]
+            # the estimate is of the labels the batch delivers: known-answer items are not among them
+            scored = [calibrated.get(i, 0.0) for i in state.index
+                      if (not out.get(i) or out[i].action != "wait") and i not in (known or {})]
             estimate = float(np.mean(scored)) if scored else 1.0
             deficit = (target - estimate) * len(scored)
             if deficit <= 0:
@@ -405,11 +422,11 @@ class AdaptivePolicy(ConfidencePolicy):
                 out[item] = Decision("unresolved", lab, c)
         return out
 
-    def calibrated_confidence(self, answers, agg) -> dict:
-        """item -> calibrated probability that its (Dawid–Skene) label is right."""
-        from .calibration import label_confidence
-
-        return label_confidence(answers, agg.labels_, agg=agg).to_dict()
+    def calibrated_confidence(self, answers, agg, known=None) -> dict:
+        """item -> calibrated probability that its (Dawid–Skene) label is right (mapped through
+        the known answers' calibration when there are enough of them)."""
+        labels = self._labels(answers, agg, known=known)
+        return dict(zip(labels["item"], labels["confidence"]))
 
 
 class SettingError(ValueError):

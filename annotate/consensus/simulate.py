@@ -83,8 +83,10 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
            skills: pd.Series | None = None, max_rounds: int = 1000, exclusion=None,
            known: dict[str, str] | None = None, n_labels: int | None = None) -> ReplayResult:
     """Replay `answers` against `policy`; `truth` (item, label) is used only to score at the end.
-    `exclusion`: ExclusionRules to exclude workers as the harvest does (`known` answers and the
-    batch's `n_labels` feed the same decision; n_labels defaults to the labels answered)."""
+    `known` (item -> label): known-answer items, as the harvest has them: bought for like any
+    other item, they calibrate the policy's accuracy estimate and feed `exclusion` (ExclusionRules,
+    to exclude workers as the harvest does, with the batch's `n_labels`; it defaults to the labels
+    answered). Known-answer items are not scored: a batch does not deliver them as labels."""
     pool = shuffled_answers(answers, seed)
     n_labels = n_labels or pool["label"].nunique()
     excluded: list[str] = []
@@ -95,7 +97,7 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
     while True:
         got = pool[pool["pos"].to_numpy() < bought.reindex(pool["item"]).to_numpy()]
         state = pd.DataFrame({"item": items, "bought": bought.to_numpy(), "open": False})
-        decisions = policy.decide(got[["item", "worker", "label"]], state, skills)
+        decisions = policy.decide(got[["item", "worker", "label"]], state, skills, known=known)
         rounds += 1
         extend = {i: d.extend_by for i, d in decisions.items() if d.action == "extend"}
         if exclusion is not None:
@@ -113,7 +115,8 @@ def replay(policy, answers: pd.DataFrame, truth: pd.DataFrame | None = None, see
         "action": [decisions[i].action for i in items],
         "answers": received,
     })
-    accuracy, n_scored = score(final.set_index("item")["label"], truth)
+    delivered = final[~final["item"].isin(list(known))] if known else final
+    accuracy, n_scored = score(delivered.set_index("item")["label"], truth)
     n = int(received.sum())
     per = assignment_cost(REWARD, policy.max_assignments)
     return ReplayResult(

@@ -141,12 +141,37 @@ def hard_crowd(n_items: int = 600, per_item: int = 6, n_workers: int = 60, n_lab
     given = np.where(right, true, np.where(to_twin, twin[true], other))
     spam = w < spammers
     given[spam] = rng.integers(k, size=int(spam.sum()))
+    return _frames("h", items, w, given, truth)
+
+
+def misleading_crowd(n_items: int = 400, per_item: int = 10, n_workers: int = 40, misleading: float = 0.2,
+                     misled: float = 0.75, seed: int = 0):
+    """A binary crowd that agrees on the wrong label, as `bluebirds` does: on a `misleading` share
+    of the items every worker gives the wrong label with probability `misled` (the image fools
+    everyone alike); elsewhere workers are right with their own accuracy in [0.75, 0.95]. From the
+    answers alone the misleading items look like easy ones decided the wrong way.
+
+    Returns (answers, truth Series) in hard_crowd's format; each item gets `per_item` distinct workers."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(2, size=n_items)
+    tricky = rng.random(n_items) < misleading
+    acc = rng.uniform(0.75, 0.95, size=n_workers)
+    workers = np.stack([rng.choice(n_workers, size=per_item, replace=False) for _ in range(n_items)])
+    items = np.repeat(np.arange(n_items), per_item)
+    w = workers.ravel()
+    p_right = np.where(tricky[items], 1 - misled, acc[w])
+    given = np.where(rng.random(len(items)) < p_right, truth[items], 1 - truth[items])
+    return _frames("m", items, w, given, truth)
+
+
+def _frames(prefix: str, items, workers, given, truth):
+    """(answers, truth Series) with item ids `prefix` + 6 digits and worker ids w + 4 digits."""
     answers = pd.DataFrame({
-        "item": np.char.add("h", np.char.zfill(items.astype(str), 6)),
-        "worker": np.char.add("w", np.char.zfill(w.astype(str), 4)),
+        "item": np.char.add(prefix, np.char.zfill(items.astype(str), 6)),
+        "worker": np.char.add("w", np.char.zfill(workers.astype(str), 4)),
         "label": given.astype(str),
     })
-    index = np.char.add("h", np.char.zfill(np.arange(n_items).astype(str), 6))
+    index = np.char.add(prefix, np.char.zfill(np.arange(len(truth)).astype(str), 6))
     truth_s = pd.Series(truth.astype(str), index=index, name="label")
     truth_s.index.name = "item"
     return answers, truth_s
