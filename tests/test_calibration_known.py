@@ -122,3 +122,20 @@ def test_harvest_buys_for_known_items_and_calibrates_the_estimate_on_them(ws, ma
     assert event["model_variance"] > 0
     low, high = est["interval"]
     assert low <= est["estimated_accuracy"] <= high
+
+
+def test_target_accuracy_trusts_a_known_answer_estimate_over_split_votes():
+    """Without known answers a 1–1 split is bought for whatever the estimate (Dawid–Skene can
+    collapse on sparse data and call everything certain); with a known-answer calibration the
+    estimate sees such a collapse itself, so a reached target buys nothing more (sp_amt at 0.85:
+    2.15 answers/item, now the 2.00 fixed-2 Dawid–Skene needs)."""
+    answers, truth = misleading_crowd(n_items=300, per_item=2, misleading=0.05, seed=5)
+    truth = truth.rename_axis("item").reset_index()
+    items = pd.DataFrame({"item": truth["item"], "bought": 2, "open": False})
+    known = dict(zip(truth["item"][:40], truth["label"][:40]))
+    policy = get_policy(None, target_accuracy=0.6)
+    blind = policy.decide(answers, items)
+    seeing = policy.decide(answers, items, known=known)
+    assert sum(d.action == "extend" for d in blind.values()) > 0  # the split votes
+    assert sum(d.action == "extend" for d in seeing.values()) == 0
+    assert all(d.action == "label" for d in seeing.values())

@@ -369,7 +369,7 @@ class AdaptivePolicy(ConfidencePolicy):
         movable = {i: m or support.get(i, 0.0) <= 0.5 for i, m in _could_change(agg).items()}
         target = self.settings["target_accuracy"]
         if target is not None:
-            calibrated = self.calibrated_confidence(answers, agg, known)
+            calibrated, mapping = self._calibrated(answers, agg, known)
         out = {}
         wanting = []
         columns = (state.index, state["open"].to_numpy(), state["starved"].to_numpy(), state["bought"].to_numpy())
@@ -396,7 +396,9 @@ class AdaptivePolicy(ConfidencePolicy):
             # estimate: on sparse data Dawid–Skene can collapse onto one class and call every item
             # certain (measured on bluebirds at 2 answers/item: all 108 items one class, "0.999")
             wanting.sort(key=lambda w: (support.get(w[1], 0.0) > 0.5, w[0], w[1]))
-            unsupported = sum(support.get(i, 0.0) <= 0.5 for _, i, _ in wanting)
+            # With a known-answer calibration a collapse shows in the estimate itself (the known
+            # items come out wrong): the estimate alone decides, and items stay first in line.
+            unsupported = 0 if mapping is not None else sum(support.get(i, 0.0) <= 0.5 for _, i, _ in wanting)
             # the estimate is of the labels the batch delivers: known-answer items are not among them
             scored = [calibrated.get(i, 0.0) for i in state.index
                       if (not out.get(i) or out[i].action != "wait") and i not in (known or {})]
@@ -425,8 +427,12 @@ class AdaptivePolicy(ConfidencePolicy):
     def calibrated_confidence(self, answers, agg, known=None) -> dict:
         """item -> calibrated probability that its (Dawid–Skene) label is right (mapped through
         the known answers' calibration when there are enough of them)."""
+        return self._calibrated(answers, agg, known)[0]
+
+    def _calibrated(self, answers, agg, known=None):
+        """(calibrated_confidence's dict, the known-answer map or None)."""
         labels = self._labels(answers, agg, known=known)
-        return dict(zip(labels["item"], labels["confidence"]))
+        return dict(zip(labels["item"], labels["confidence"])), labels.attrs["calibration"]
 
 
 class SettingError(ValueError):
