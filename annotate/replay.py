@@ -76,8 +76,12 @@ def run_replay(
     recorded_order: bool = False,
     timeout: float = 1800.0,
     on_progress: Callable[[int, int, int], None] | None = None,
+    in_process: bool = False,
 ) -> dict:
+    """`in_process`: run the marketplace in this process (a thread) instead of a child process of its
+    own (annotate.marketplace.process), where it serves on another core than the requester and crowd."""
     from annotate.marketplace import MarketplaceServer
+    from annotate.marketplace.process import MarketplaceProcess
     from annotate.marketplace.replay import ReplayCrowd, ReplayError
 
     data = load_crowd_dataset(dataset_dir)
@@ -108,7 +112,10 @@ def run_replay(
 
     started = time.monotonic()
     passes = 0
-    with MarketplaceServer(ws.marketplace_db) as server, connect(ws, "local", server.url) as client:
+    # Production-like money (fees debited), as `annotate post --target local` has it.
+    market = (MarketplaceServer(ws.marketplace_db, mode="production") if in_process
+              else MarketplaceProcess(ws.marketplace_db, mode="production"))
+    with market as server, connect(ws, "local", server.url) as client:
         crowd = ReplayCrowd(server.url, ordered, seed=seed, shuffle=False)
         post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False)
         store = Store(ws.store_path)
