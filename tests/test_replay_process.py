@@ -74,6 +74,14 @@ def test_serves_boto3_and_stops_by_pid(tmp_path):
     market.stop()  # twice is harmless
 
 
+def test_its_own_process_group_in_the_same_session(tmp_path):
+    """A terminal's Ctrl-C reaches the parent alone (which stops the child in order); the session is
+    the parent's, so autogroup scheduling does not set the child apart from the requester."""
+    with MarketplaceProcess(tmp_path / "m.db") as market:
+        assert os.getpgid(market.pid) == market.pid != os.getpgid(0)
+        assert os.getsid(market.pid) == os.getsid(0)
+
+
 def test_a_failure_inside_stops_it(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with MarketplaceProcess(tmp_path / "m.db") as market:
