@@ -105,6 +105,8 @@ def test_bench_replay_row_times_both_replays(tmp_path):
     assert row["items"] == 20 and row["offline_n_scored"] == row["marketplace_n_scored"] == 20
     assert row["marketplace_seconds"] > 0 and row["offline_seconds"] > 0
     assert row["ratio"] > 0
+    # CPU seconds count the marketplace's own process too (it has exited by then)
+    assert row["marketplace_cpu_seconds"] > 0 and row["offline_cpu_seconds"] > 0 and row["cpu_ratio"] > 0
     assert row["api_calls"] >= 20 + row["answers"]  # a create per HIT, at least an approval per answer
     assert "| `" + row["dataset"] + "` |" in bench.markdown([row])
     # --in-process: the same replay with the marketplace in the bench's own process, a third column
