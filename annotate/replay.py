@@ -76,10 +76,12 @@ def run_replay(
     recorded_order: bool = False,
     timeout: float = 1800.0,
     on_progress: Callable[[int, int, int], None] | None = None,
-    in_process: bool = False,
+    own_process: bool = False,
 ) -> dict:
-    """`in_process`: run the marketplace in this process (a thread) instead of a child process of its
-    own (annotate.marketplace.process), where it serves on another core than the requester and crowd."""
+    """`own_process`: run the marketplace in a child process of its own (annotate.marketplace.process)
+    instead of a thread of this one. Measured on a shared 2-core machine it is no faster (the replay
+    is a request-response ping-pong: each side mostly waits for the other) and costs up to a tenth
+    more CPU; it may pay where a core is free and the crowd and the harvest send requests at once."""
     from annotate.marketplace import MarketplaceServer
     from annotate.marketplace.process import MarketplaceProcess
     from annotate.marketplace.replay import ReplayCrowd, ReplayError
@@ -113,8 +115,8 @@ def run_replay(
     started = time.monotonic()
     passes = 0
     # Production-like money (fees debited), as `annotate post --target local` has it.
-    market = (MarketplaceServer(ws.marketplace_db, mode="production") if in_process
-              else MarketplaceProcess(ws.marketplace_db, mode="production"))
+    market = (MarketplaceProcess(ws.marketplace_db, mode="production") if own_process
+              else MarketplaceServer(ws.marketplace_db, mode="production"))
     with market as server, connect(ws, "local", server.url) as client:
         crowd = ReplayCrowd(server.url, ordered, seed=seed, shuffle=False)
         post_batch(ws, batch_dir, target="local", endpoint_url=server.url, remember_endpoint=False)

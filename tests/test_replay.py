@@ -101,7 +101,7 @@ def test_bench_replay_row_times_both_replays(tmp_path):
     bench = module_from_spec(spec_from_loader("bench_replay", loader))
     loader.exec_module(bench)
     row = bench.replay_time_row(small_dataset(tmp_path, items=20), seed=1, policy="agree", workdir=tmp_path,
-                                in_process=True)
+                                own_process=True)
     assert row["items"] == 20 and row["offline_n_scored"] == row["marketplace_n_scored"] == 20
     assert row["marketplace_seconds"] > 0 and row["offline_seconds"] > 0
     assert row["ratio"] > 0
@@ -109,6 +109,7 @@ def test_bench_replay_row_times_both_replays(tmp_path):
     assert row["marketplace_cpu_seconds"] > 0 and row["offline_cpu_seconds"] > 0 and row["cpu_ratio"] > 0
     assert row["api_calls"] >= 20 + row["answers"]  # a create per HIT, at least an approval per answer
     assert "| `" + row["dataset"] + "` |" in bench.markdown([row])
-    # --in-process: the same replay with the marketplace in the bench's own process, a third column
-    assert row["in_process_seconds"] > 0 and row["in_process_accuracy"] == row["marketplace_accuracy"]
-    assert "in-process ratio" in bench.markdown([row])
+    # --own-process: the same replay with the marketplace in a child process, more columns
+    assert row["own_process_seconds"] > 0 and row["own_process_accuracy"] == row["marketplace_accuracy"]
+    assert row["own_process_cpu_seconds"] > 0
+    assert "own process ratio" in bench.markdown([row])

@@ -1,5 +1,5 @@
-"""The marketplace in its own process (annotate.marketplace.process), as `annotate replay` runs it:
-it serves boto3 and the worker pages, and it never outlives its parent, whether the parent stops it,
+"""The marketplace in its own process (annotate.marketplace.process), as run_replay(own_process=True)
+runs it: it serves boto3 and the worker pages, and it never outlives its parent, whether the parent stops it,
 fails, is interrupted, or is killed outright."""
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def _tiny_dataset(root: Path, items: int = 12) -> Path:
 
 
 def test_replay_leaves_no_process_behind(tmp_path):
-    summary = run_replay(_tiny_dataset(tmp_path / "tiny"), policy="agree", workdir=tmp_path, block=False)
+    summary = run_replay(_tiny_dataset(tmp_path / "tiny"), policy="agree", workdir=tmp_path, block=False,
+                         own_process=True)
     assert summary["items"] == 12 and summary["n_scored"] == 12
     assert _marketplace_children() == []
 
@@ -175,13 +176,14 @@ def test_an_interrupted_replay_leaves_no_process_behind(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_replay(_tiny_dataset(tmp_path / "tiny"), policy="agree", workdir=tmp_path, block=False,
-                   on_progress=interrupt)
+                   on_progress=interrupt, own_process=True)
     assert _marketplace_children() == []
 
 
 def test_in_process_and_child_process_replays_agree(tmp_path):
     dataset = _tiny_dataset(tmp_path / "tiny")
-    child = run_replay(dataset, policy="agree", seed=1, workdir=tmp_path / "a", block=False)
-    inside = run_replay(dataset, policy="agree", seed=1, workdir=tmp_path / "b", block=False, in_process=True)
+    child = run_replay(dataset, policy="agree", seed=1, workdir=tmp_path / "a", block=False, own_process=True)
+    inside = run_replay(dataset, policy="agree", seed=1, workdir=tmp_path / "b", block=False)
+    assert _marketplace_children() == []
     for key in ("accuracy", "answers_per_item", "unresolved", "passes", "api_calls", "cost_usd"):
         assert child[key] == inside[key], key

@@ -23,8 +23,7 @@ def _dataset(root: Path, items: int = 16) -> Path:
 
 def test_one_aggregator_fit_per_pass(tmp_path, monkeypatch):
     """The policy's decide and the label refresh see the same answers in a pass: one Dawid–Skene
-    fit serves both (they fitted one each before). The harvest runs in this process; the
-    marketplace in its own."""
+    fit serves both (they fitted one each before)."""
     fits = []
     original = BaseAggregator.fit
 

@@ -5,7 +5,9 @@
 
 In one process the requester, its crowd and the marketplace's request threads share one GIL: a
 replay's ten thousand requests then run on one core however many the machine has. In a child
-process the marketplace serves on the other core, as MTurk would be elsewhere.
+process the marketplace serves on another core, as MTurk would be elsewhere. (`annotate replay`
+uses it with run_replay(own_process=True); on the shared 2-core machine it measured no faster, as
+each request mostly waits for its answer either way: see scripts/bench_replay --own-process.)
 
 The child listens on a free port of 127.0.0.1 and prints its URL on one line. It runs until its
 standard input closes: the parent closes it to stop it, and so does the kernel when the parent
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     server = MarketplaceServer(args.db, faults=args.faults, mode=args.mode).start()
     try:
         print(server.url, flush=True)
+        # The parent reads one line of stdout and no more: anything printed later goes to stderr,
+        # which it drains, so a full pipe can never stall the marketplace.
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
         sys.stdin.buffer.read()  # until the parent closes it, or dies
     finally:
         server.stop()
