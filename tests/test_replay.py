@@ -100,9 +100,16 @@ def test_bench_replay_row_times_both_replays(tmp_path):
     loader = SourceFileLoader("bench_replay", str(script))
     bench = module_from_spec(spec_from_loader("bench_replay", loader))
     loader.exec_module(bench)
-    row = bench.replay_time_row(small_dataset(tmp_path, items=20), seed=1, policy="agree", workdir=tmp_path)
+    row = bench.replay_time_row(small_dataset(tmp_path, items=20), seed=1, policy="agree", workdir=tmp_path,
+                                own_process=True)
     assert row["items"] == 20 and row["offline_n_scored"] == row["marketplace_n_scored"] == 20
     assert row["marketplace_seconds"] > 0 and row["offline_seconds"] > 0
     assert row["ratio"] > 0
+    # CPU seconds count the marketplace's own process too (it has exited by then)
+    assert row["marketplace_cpu_seconds"] > 0 and row["offline_cpu_seconds"] > 0 and row["cpu_ratio"] > 0
     assert row["api_calls"] >= 20 + row["answers"]  # a create per HIT, at least an approval per answer
     assert "| `" + row["dataset"] + "` |" in bench.markdown([row])
+    # --own-process: the same replay with the marketplace in a child process, more columns
+    assert row["own_process_seconds"] > 0 and row["own_process_accuracy"] == row["marketplace_accuracy"]
+    assert row["own_process_cpu_seconds"] > 0
+    assert "own process ratio" in bench.markdown([row])
