@@ -22,7 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from annotate.consensus import DEFAULT_POLICY
-from annotate.consensus.simulate import score, shuffled_answers
+from annotate.consensus.simulate import known_sample, score, shuffled_answers
 from annotate.config import default_label_attribute
 from annotate.datasets import load_crowd_dataset
 from annotate.errors import UserError
@@ -30,20 +30,22 @@ from annotate.fees import format_money
 from annotate.harvest import harvest
 from annotate.mturk import MTurk, connect
 from annotate.post import post_batch
+from annotate.results import accuracy_estimate
 from annotate.store import Store
 from annotate.workspace import Workspace
 
 REWARD = "0.05"
 
 
-def _batch_toml(name: str, labels: list[str], policy: str | None, block: bool) -> str:
+def _batch_toml(name: str, labels: list[str], policy: str | None, block: bool, known: bool = False) -> str:
     consensus = f'policy = "{policy}"\n' if policy else ""
+    known_column = 'known_answer_column = "known"\n' if known else ""
     return f"""[batch]
 name = "{name}"
 template = "replay.html.j2"
 items = "items.csv"
 id_column = "id"
-task_type = "text-classification"
+{known_column}task_type = "text-classification"
 label_attribute = "{default_label_attribute(name)}-label"
 
 [hit]
@@ -77,8 +79,12 @@ def run_replay(
     timeout: float = 1800.0,
     on_progress: Callable[[int, int, int], None] | None = None,
     own_process: bool = False,
+    known_share: float = 0.0,
 ) -> dict:
-    """`own_process`: run the marketplace in a child process of its own (annotate.marketplace.process)
+    """`known_share`: seed the batch with known-answer items, a seeded random share of the items
+    with truth (at least 30; annotate.consensus.simulate.known_sample, as scripts/bench_consensus
+    does): they are bought for like any item, calibrate the accuracy estimate (reported beside the
+    measured accuracy) and are not scored. `own_process`: run the marketplace in a child process of its own (annotate.marketplace.process)
     instead of a thread of this one. Measured on a shared 2-core machine it is no faster (the replay
     is a request-response ping-pong: each side mostly waits for the other) and costs up to a tenth
     more CPU; it may pay where a core is free and the crowd and the harvest send requests at once."""
@@ -95,12 +101,15 @@ def run_replay(
         shutil.rmtree(root)  # the replay's own folder: every run starts clean
     batch_dir = root / "batch"
     batch_dir.mkdir(parents=True)
-    (batch_dir / "batch.toml").write_text(_batch_toml(name, data.labels, policy, block))
+    if not 0 <= known_share < 1:
+        raise UserError(f"expected a share in [0, 1), got {known_share}", field="--known-share")
+    known = known_sample(data.answers, data.truth, known_share, seed)
+    (batch_dir / "batch.toml").write_text(_batch_toml(name, data.labels, policy, block, bool(known)))
     items = sorted(data.answers["item"].unique())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id"])
-    writer.writerows([i] for i in items)
+    writer.writerow(["id", "known"] if known else ["id"])
+    writer.writerows([i, known.get(str(i), "")] if known else [i] for i in items)
     (batch_dir / "items.csv").write_text(buf.getvalue())
     ws = Workspace(root / ".annotate").ensure()
 
@@ -140,8 +149,11 @@ def run_replay(
                 raise RuntimeError(f"replay did not finish in {timeout:.0f} s ({result.decided}/{result.items} decided)")
 
     labels = store.labels(name)
-    accuracy, n_scored = score(pd.Series({i: labels.get(i, {}).get("label") for i in items}, dtype=object),
+    # known-answer items are labelled by what is known: not delivered, not scored
+    delivered = [i for i in items if str(i) not in known]
+    accuracy, n_scored = score(pd.Series({i: labels.get(i, {}).get("label") for i in delivered}, dtype=object),
                                data.truth)
+    estimate = accuracy_estimate(store, name)
     counts = store.assignment_counts(name)
     bought = sum(counts.values())
     money = store.money(name)
@@ -153,6 +165,9 @@ def run_replay(
         # Only items with a truth row are scored (the same rule as the offline replay).
         "accuracy": round(accuracy, 4) if n_scored else None,
         "n_scored": n_scored,
+        "known_items": len(known),
+        # what the batch says of itself, against the measured accuracy above
+        "accuracy_estimate": estimate,
         "answers_per_item": round(bought / len(items), 3),
         "available_per_item": round(sum(available.values()) / len(items), 3),
         "fraction_bought": round(bought / sum(available.values()), 4),

@@ -60,6 +60,30 @@ def test_live_and_offline_score_only_items_with_truth(tmp_path):
     assert live["accuracy"] == round(offline.accuracy, 4) > 0.85
 
 
+def test_live_replay_with_known_answers_equals_the_offline_replay(tmp_path):
+    """issue 16: `annotate replay --known-share` seeds the batch with known-answer items as the bench
+    does (simulate.known_sample): bought for like any item (same answers as offline, item for item),
+    not scored, and the batch's calibrated estimate is reported beside the measured accuracy."""
+    from annotate.consensus.simulate import known_sample
+
+    dataset = small_dataset(tmp_path, items=100)
+    data = load_crowd_dataset(dataset)
+    known = known_sample(data.answers, data.truth, 0.1, 4)
+    assert len(known) == 30  # a tenth is 10: at least 30
+    live = run_replay(dataset, seed=4, workdir=tmp_path, block=False, known_share=0.1)
+    offline = offline_replay(get_policy(None), data.answers, data.truth, seed=4, known=known)
+    assert live["known_items"] == 30
+    assert live["n_scored"] == offline.n_scored == 70
+    assert live["accuracy"] == round(offline.accuracy, 4)
+    assert live["answers_per_item"] == round(offline.answers_per_item, 3)
+    est = live["accuracy_estimate"]
+    assert est["calibrated_on"]["known_items"] == 30 and est["items"] == 70 - live["unresolved"]
+    low, high = est["interval"]
+    assert low <= est["estimated_accuracy"] <= high
+    result = CliRunner().invoke(cli, ["replay", str(dataset), "--known-share", "1.5", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2 and "--known-share" in result.output
+
+
 def test_replay_cli_json_and_blocking(tmp_path):
     dataset = small_dataset(tmp_path, items=120)
     result = CliRunner().invoke(cli, ["replay", str(dataset), "--seed", "1", "--workdir", str(tmp_path), "--json"])

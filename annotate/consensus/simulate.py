@@ -149,6 +149,25 @@ def _exclude(pool: pd.DataFrame, got: pd.DataFrame, bought: pd.Series, known: di
     return pool
 
 
+# Known-answer items a replay seeds a batch with: a share of the items, at least this many (a
+# logistic calibration wants a few dozen points), at most half.
+KNOWN_LEAST = 30
+
+
+def known_sample(answers: pd.DataFrame, truth: pd.DataFrame, share: float, seed: int) -> dict[str, str]:
+    """item -> known answer (its truth) for a seeded random `share` of the answered items with truth
+    (at least KNOWN_LEAST, at most half of them; none when share is 0): the known-answer items a
+    requester would seed a batch with, for replays that calibrate on them."""
+    if share <= 0:
+        return {}
+    t = truth.astype({"item": str, "label": str}).set_index("item")["label"]
+    items = np.sort(answers["item"].astype(str).unique())
+    items = items[np.isin(items, t.index)]
+    n = min(max(int(round(share * len(items))), KNOWN_LEAST), len(items) // 2)
+    chosen = np.random.default_rng([seed, 16]).choice(items, size=n, replace=False)
+    return {str(i): str(t[i]) for i in chosen}
+
+
 def score(labels: pd.Series, truth: pd.DataFrame | None) -> tuple[float, int]:
     """(accuracy, items scored) of labels (item -> label) over exactly the items that have both a
     label and a truth row: an item without truth is neither right nor wrong, and a truth row for an
