@@ -160,24 +160,6 @@ def stored_policy(batch: dict, count_items=None):
     return get_policy(name, **settings)
 
 
-def _fit_once(policy):
-    """In a pass the policy's decide and the label refresh (its aggregate) fit the same aggregator
-    to the same answers: the refresh reuses decide's fit, one Dawid–Skene fit per pass, not two."""
-    fit = getattr(policy, "_fit", None)
-    if fit is None:
-        return policy
-    last: list = []
-
-    def once(answers, skills):
-        if last and last[0] is answers and last[1] is skills:
-            return last[2]
-        last[:] = [answers, skills, fit(answers, skills)]
-        return last[2]
-
-    policy._fit = once
-    return policy
-
-
 def harvest(
     ws: Workspace,
     batch_names: list[str] | None = None,
@@ -263,7 +245,7 @@ class Harvester:
         self.name = batch["name"]
         self.mturk = mturk
         self.concurrency = concurrency
-        self.policy = _fit_once(stored_policy(batch, lambda: len(store.item_ids(self.name))))
+        self.policy = stored_policy(batch, lambda: len(store.item_ids(self.name)))
         self.task_type = get_task_type(batch["task_type"])
         self.spec = TaskSpec.from_batch_row(batch)
         self.result = HarvestResult(batch=self.name)

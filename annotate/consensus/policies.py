@@ -101,8 +101,15 @@ class Policy:
         return _agg.get_aggregator(self.settings["aggregator"])
 
     def _fit(self, answers: pd.DataFrame, skills: pd.Series | None):
+        """The aggregator fitted to `answers`. In a harvest pass `decide` and the label refresh
+        (`aggregate`) are handed the same answers: the fit is kept for those very objects, so a
+        pass fits Dawid–Skene once, not twice."""
+        last = getattr(self, "_last_fit", None)
+        if last is not None and last[0] is answers and last[1] is skills:
+            return last[2]
         agg = self.make_aggregator()
         agg.fit(answers, skills=skills)
+        self._last_fit = (answers, skills, agg)
         return agg
 
     def aggregate(self, answers: pd.DataFrame, skills: pd.Series | None = None,
