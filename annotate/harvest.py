@@ -406,9 +406,6 @@ class Harvester:
             decision: Decision = decisions.get(item) or Decision("wait", None, 0.0)
             if decision.action == "extend" and (item in refusals or cancelled):
                 decision = Decision("unresolved", decision.label, decision.confidence)
-            if item in known and decision.action != "extend":
-                decided.append((item, "known", Decision("label", known[item], 1.0)))
-                continue
             if decision.action == "extend":
                 extend_by = min(decision.extend_by, self.policy.max_assignments - max_assignments)
                 if max_assignments <= SMALL_HIT_MAX < max_assignments + extend_by:
@@ -425,19 +422,19 @@ class Harvester:
                     decided.append((item, "pending", decision))
                     continue
                 decision = Decision("unresolved", decision.label, decision.confidence)
-                if item in known:  # nothing more to buy for it: decided by what is known
-                    decided.append((item, "known", Decision("label", known[item], 1.0)))
-                    continue
             if decision.action in ("label", "unresolved"):
                 decided.append((item, "labelled" if decision.action == "label" else "unresolved", decision))
         del decisions
         self._refused(capped)
         refused_now = self._extend(to_extend)
         if refused_now:
-            decided = [(item, "known", Decision("label", known[item], 1.0))
-                       if status == "pending" and item in refused_now and item in known else
-                       (item, "unresolved" if status == "pending" and item in refused_now else status, d)
+            decided = [(item, "unresolved" if status == "pending" and item in refused_now else status, d)
                        for item, status, d in decided]
+        if known:
+            # Known-answer items are bought for like any other; once nothing more is bought for one,
+            # it is decided by what is known.
+            decided = [(item, "known", Decision("label", known[item], 1.0)) if item in known and status != "pending"
+                       else (item, status, d) for item, status, d in decided]
         single = self.task_type.single_label
         self.store.save_decisions(self.name, (
             (item, status, d.label, json.dumps(d.label) if single else d.label, d.confidence)
