@@ -102,7 +102,7 @@ class KnownAnswerCalibration:
         return cls(float(w[0]), float(w[1]), tuple(map(tuple, cov.tolist())), int(len(x)), int(y.sum()))
 
     def apply(self, confidence) -> np.ndarray:
-        return _sigmoid(self.slope * _logit(confidence) + self.intercept)
+        return self.apply_logit(_logit(confidence))
 
     def mean_variance(self, confidence) -> float:
         """Variance of the mean mapped probability over `confidence` due to the map's own
@@ -228,6 +228,12 @@ def calibrated(agg, answers: pd.DataFrame, tau: float | None = None) -> tuple[pd
     return pd.DataFrame(p, index=agg.probas_.index, columns=agg.probas_.columns), float(tau)
 
 
+def poisson_binomial_variance(p) -> float:
+    """Variance of the share of right labels when each is right independently with probability p."""
+    p = np.asarray(p, dtype=float)
+    return float((p * (1 - p)).sum()) / len(p) ** 2 if len(p) else 0.0
+
+
 def batch_estimate(confidence, raw=None, temperature: float = 1.0, raw_mean: float | None = None,
                    model_variance: float | None = None) -> BatchEstimate:
     """Expected share of right labels from per-item probabilities that each label is right;
@@ -242,7 +248,7 @@ def batch_estimate(confidence, raw=None, temperature: float = 1.0, raw_mean: flo
     if raw_mean is None:
         raw_mean = float(np.nanmean(np.asarray(raw, dtype=float))) if raw is not None and len(raw) else mean
     model = ((raw_mean - mean) / 2) ** 2 if model_variance is None else float(model_variance)
-    var = float((p * (1 - p)).sum()) / n ** 2 + model
+    var = poisson_binomial_variance(p) + model
     half = Z95 * var ** 0.5
     return BatchEstimate(n, mean, max(0.0, mean - half), min(1.0, mean + half), float(raw_mean), temperature)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import aggregators as _agg
+from .calibration import poisson_binomial_variance
 
 ACTIONS = ("label", "extend", "wait", "unresolved")
 # MTurk charges 40% instead of 20% once a HIT has 10 or more assignments; 9 stays under the cliff
@@ -432,9 +433,8 @@ class AdaptivePolicy(ConfidencePolicy):
                 # A few dozen known answers make the estimate noisy; stopping the moment it first
                 # crosses T stops on its lucky swings (measured: rte at 0.85 delivered 0.837). Stop
                 # when its lower end (estimate − STOP_Z standard errors) reaches T instead.
-                p = np.asarray(scored, dtype=float)
-                var = mapping.mean_variance(np.asarray([crowd.get(i, 0.5) for i in scored_items])) \
-                    + float((p * (1 - p)).sum()) / len(p) ** 2
+                var = (mapping.mean_variance(np.asarray([crowd.get(i, 0.5) for i in scored_items]))
+                       + poisson_binomial_variance(scored))
                 estimate -= STOP_Z * var ** 0.5
             deficit = (target - estimate) * len(scored)
             if deficit <= 0:
@@ -457,14 +457,10 @@ class AdaptivePolicy(ConfidencePolicy):
                 out[item] = Decision("unresolved", lab, c)
         return out
 
-    def calibrated_confidence(self, answers, agg, known=None) -> dict:
-        """item -> calibrated probability that its (Dawid–Skene) label is right (mapped through
-        the known answers' calibration when there are enough of them)."""
-        return self._calibrated(answers, agg, known)[0]
-
     def _calibrated(self, answers, agg, known=None):
-        """(calibrated_confidence's dict, the known-answer map or None, item -> the crowd-only
-        calibrated probability the map was applied to)."""
+        """(item -> calibrated probability that its (Dawid–Skene) label is right, mapped through
+        the known answers' calibration when there are enough of them; that map or None; item ->
+        the crowd-only calibrated probability the map was applied to)."""
         labels = self._labels(answers, agg, known=known)
         crowd = labels["crowd_confidence"] if "crowd_confidence" in labels else labels["confidence"]
         return (dict(zip(labels["item"], labels["confidence"])), labels.attrs["calibration"],
