@@ -139,3 +139,27 @@ def test_target_accuracy_trusts_a_known_answer_estimate_over_split_votes():
     assert sum(d.action == "extend" for d in blind.values()) > 0  # the split votes
     assert sum(d.action == "extend" for d in seeing.values()) == 0
     assert all(d.action == "label" for d in seeing.values())
+
+
+def test_target_accuracy_buys_past_unanimous_items_when_known_answers_show_the_target_is_far():
+    """A crowd agreeing on wrong labels: no single answer could move a 5–0 item, so the policy used
+    to label every such item and stop short of the target with nothing left to buy (bluebirds at
+    0.85: 0.769 at 5.45 answers/item). When even the estimate's upper end is short of the target,
+    such items are bought for too; more answers move the fit's view of its workers. Not without
+    known answers (the crowd-only estimate cannot see it), and not once the target is in reach."""
+    answers, truth = misleading_crowd(n_items=300, per_item=10, misleading=0.3, misled=0.9, seed=2)
+    first5 = answers.groupby("item").head(5)
+    items = pd.DataFrame({"item": truth.index, "bought": 5, "open": False})
+    known = dict(zip(truth.index[:60], truth.iloc[:60]))
+    unanimous = set(first5.groupby("item")["label"].nunique().loc[lambda n: n == 1].index)
+    assert len(unanimous) > 100
+
+    def extended(decisions):
+        return {i for i, d in decisions.items() if d.action == "extend"}
+
+    far = get_policy(None, target_accuracy=0.95).decide(first5, items, known=known)
+    assert extended(far) & unanimous
+    blind = get_policy(None, target_accuracy=0.95).decide(first5, items)
+    assert not extended(blind) & unanimous
+    near = get_policy(None, target_accuracy=0.6).decide(first5, items, known=known)
+    assert all(near[i].action == "label" for i in unanimous)

@@ -26,8 +26,11 @@ round. Smoothed and re-estimated, they can run away to one class on sparse data:
 mass shrinks has its confusion columns fall back to the prior, explains the answers worse, and
 shrinks further (measured: bluebirds at 2 answers per item, smoothing 2, every one of 108 items in
 class 0 and a class prior of 1.00, where truth is 56/44 and the votes 61/39). The price: random
-answers (spammers) flatten the vote shares towards uniform, so where classes are skewed and
-spammers many, the re-estimated proportions are the better ones.
+answers (spammers) flatten the vote shares towards uniform, and noise overstates a rare class, so
+where classes are skewed the re-estimated proportions are the better ones. A number w in (0, 1)
+takes the middle way: each round's proportions are w parts vote shares and 1 − w parts the
+posteriors' mean (a Dirichlet prior on them, centred on the vote shares, worth w / (1 − w) times
+the items), which cannot run away below w times a class's vote share.
 """
 
 from __future__ import annotations
@@ -75,11 +78,12 @@ def _softmax_rows(scores: np.ndarray) -> np.ndarray:
 class DawidSkene(BaseAggregator):
     def __init__(self, n_iter: int = 100, tol: float = 1e-5, smoothing: float = 0.0,
                  prior_weight: float = 4.0, default_skill: float = 0.7, error_shape: str = "uniform",
-                 class_prior: str = "fit"):
+                 class_prior: str | float = "fit"):
         if error_shape not in ("uniform", "pooled"):
             raise ValueError(f"error_shape must be 'uniform' or 'pooled', got {error_shape!r}")
-        if class_prior not in ("fit", "votes"):
-            raise ValueError(f"class_prior must be 'fit' or 'votes', got {class_prior!r}")
+        if class_prior not in ("fit", "votes") and not (
+                isinstance(class_prior, (int, float)) and not isinstance(class_prior, bool) and 0 <= class_prior <= 1):
+            raise ValueError(f"class_prior must be 'fit', 'votes' or a weight in [0, 1], got {class_prior!r}")
         self.class_prior = class_prior
         self.n_iter = n_iter
         self.error_shape = error_shape
@@ -132,9 +136,14 @@ class DawidSkene(BaseAggregator):
         else:
             # warm start: one-coin posterior from the known skills
             probas = weighted_posterior(enc, np.where(np.isnan(prior), self.default_skill, prior))
-        # "votes": the answers' own class shares, fixed (see the module docstring)
-        votes = normalise_rows(vote_counts(enc)).mean(axis=0) if self.class_prior == "votes" else None
-        class_prior = probas.mean(axis=0) if votes is None else votes
+        # the vote shares' weight in the class proportions: "fit" 0, "votes" 1 (module docstring)
+        w = {"fit": 0.0, "votes": 1.0}.get(self.class_prior, self.class_prior)
+        votes = normalise_rows(vote_counts(enc)).mean(axis=0) if w > 0 else 0.0
+
+        def proportions(probas: np.ndarray) -> np.ndarray:
+            return w * votes + (1 - w) * probas.mean(axis=0) if w < 1 else votes
+
+        class_prior = proportions(probas)
         log_conf, _ = self._m_step(lay, probas, pseudo, enc.n_workers)
         n_answers = len(enc.t)
         loss = -np.inf
@@ -142,8 +151,7 @@ class DawidSkene(BaseAggregator):
         for _ in range(self.n_iter):
             log_prior = np.log(np.clip(class_prior, EPS, None))
             probas = _softmax_rows(lay.e_scores(log_conf, log_prior))
-            if votes is None:
-                class_prior = probas.mean(axis=0)
+            class_prior = proportions(probas)
             log_conf, raw = self._m_step(lay, probas, pseudo, enc.n_workers)
             self.n_iter_ += 1
             # evidence lower bound per answer, as crowd-kit computes it (prior counted per answer)
