@@ -84,8 +84,10 @@ def run_replay(
     """`known_share`: seed the batch with known-answer items, a seeded random share of the items
     with truth (at least 30; annotate.consensus.simulate.known_sample, as scripts/bench_consensus
     does): they are bought for like any item, calibrate the accuracy estimate (reported beside the
-    measured accuracy) and are not scored. `own_process`: run the marketplace in a child process of its own (annotate.marketplace.process)
-    instead of a thread of this one. Measured on a shared 2-core machine it is no faster (the replay
+    measured accuracy) and are not scored.
+
+    `own_process`: run the marketplace in a child process of its own
+    (annotate.marketplace.process) instead of a thread of this one. Measured on a shared 2-core machine it is no faster (the replay
     is a request-response ping-pong: each side mostly waits for the other) and costs up to a tenth
     more CPU; it may pay where a core is free and the crowd and the harvest send requests at once."""
     from annotate.marketplace import MarketplaceServer
@@ -96,13 +98,13 @@ def run_replay(
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(dataset_dir).resolve().name)[:64] or "replay"
     if any("/" in str(item) for item in data.truth["item"]):
         raise UserError("item ids must not contain '/'", file=str(Path(dataset_dir) / "truth.csv"), field="item")
+    if not 0 <= known_share < 1:  # before the last run's folder is cleared: bad input loses nothing
+        raise UserError(f"expected a share in [0, 1), got {known_share}", field="--known-share")
     root = Path(workdir).resolve() / "annotate-replay" / name
     if root.exists():
         shutil.rmtree(root)  # the replay's own folder: every run starts clean
     batch_dir = root / "batch"
     batch_dir.mkdir(parents=True)
-    if not 0 <= known_share < 1:
-        raise UserError(f"expected a share in [0, 1), got {known_share}", field="--known-share")
     known = known_sample(data.answers, data.truth, known_share, seed)
     (batch_dir / "batch.toml").write_text(_batch_toml(name, data.labels, policy, block, bool(known)))
     items = sorted(data.answers["item"].unique())

@@ -80,8 +80,12 @@ def test_live_replay_with_known_answers_equals_the_offline_replay(tmp_path):
     assert est["calibrated_on"]["known_items"] == 30 and est["items"] == 70 - live["unresolved"]
     low, high = est["interval"]
     assert low <= est["estimated_accuracy"] <= high
+    # a bad share is refused before the last run's folder is cleared: its database is still there
+    kept = sorted((tmp_path / "annotate-replay").rglob("*.db"))
+    assert kept
     result = CliRunner().invoke(cli, ["replay", str(dataset), "--known-share", "1.5", "--workdir", str(tmp_path)])
     assert result.exit_code == 2 and "--known-share" in result.output
+    assert sorted((tmp_path / "annotate-replay").rglob("*.db")) == kept
 
 
 def test_replay_cli_json_and_blocking(tmp_path):
