@@ -264,7 +264,7 @@ class ConfidencePolicy(Policy):
                                        error_shape=self.settings["error_shape"], class_prior=self._class_prior())
         return super().make_aggregator()
 
-    def _class_prior(self) -> str:
+    def _class_prior(self) -> str | float:
         """How the Dawid–Skene fit gets its class proportions (DawidSkene's `class_prior`)."""
         return "fit"
 
