@@ -191,13 +191,20 @@ def test_an_unreachable_queue_never_slows_or_breaks_the_marketplace(srv, mturk, 
     assert failure.levelno == logging.WARNING and "will retry" in failure.getMessage()
 
 
-def test_failed_deliveries_are_retried_until_the_queue_exists(srv, mturk, sqs, aws_url):
+def test_failed_deliveries_are_retried_until_the_queue_exists(srv, mturk, sqs, aws_url, caplog):
     url = f"{aws_url}/123456789012/created-later"
+    caplog.set_level(logging.WARNING, logger="annotate.marketplace.notifications")
     type_id = new_hit_type(mturk)
     mturk.update_notification_settings(HITTypeId=type_id, Notification=spec(url, ["HITCreated"]))
     hit_id = mturk.create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=3600,
                                             Question=hit_params()["Question"])["HIT"]["HITId"]
-    time.sleep(0.5)  # the first attempt fails: no such queue yet
+    # The first attempt fails (no such queue yet). Wait for it to have failed rather than guess how
+    # long it takes: a fixed 0.5 s once let it fail after the clock moved below, and the retry it
+    # scheduled from there never came due (a fresh-venv run on an idle machine).
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any("created-later" in r.getMessage() for r in caplog.records):
+        time.sleep(0.05)
+    assert any("created-later" in r.getMessage() and "will retry" in r.getMessage() for r in caplog.records)
     sqs.create_queue(QueueName="created-later")
     srv.clock.advance(5)  # past the retry backoff
     events = events_of(receive(sqs, url, 1))
