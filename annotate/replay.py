@@ -86,8 +86,8 @@ def run_replay(
     does): they are bought for like any item, calibrate the accuracy estimate (reported beside the
     measured accuracy) and are not scored.
 
-    `own_process`: run the marketplace in a child process of its own
-    (annotate.marketplace.process) instead of a thread of this one. Measured on a shared 2-core machine it is no faster (the replay
+    `own_process`: run the marketplace in a child process of its own (annotate.marketplace.process)
+    instead of a thread of this one. Measured on a shared 2-core machine it is no faster (the replay
     is a request-response ping-pong: each side mostly waits for the other) and costs up to a tenth
     more CPU; it may pay where a core is free and the crowd and the harvest send requests at once."""
     from annotate.marketplace import MarketplaceServer

@@ -141,7 +141,7 @@ class DawidSkene(BaseAggregator):
         votes = normalise_rows(vote_counts(enc)).mean(axis=0) if w > 0 else 0.0
 
         def proportions(probas: np.ndarray) -> np.ndarray:
-            return w * votes + (1 - w) * probas.mean(axis=0) if w < 1 else votes
+            return w * votes + (1 - w) * probas.mean(axis=0)
 
         class_prior = proportions(probas)
         log_conf, _ = self._m_step(lay, probas, pseudo, enc.n_workers)

@@ -411,19 +411,18 @@ class AdaptivePolicy(ConfidencePolicy):
         columns = (state.index, state["open"].to_numpy(), state["starved"].to_numpy(), state["bought"].to_numpy())
         for item, is_open, starved, bought in zip(*columns):
             lab, c = labels.get(item), float(conf.get(item, 0.0))
+            capped, fixed = starved or bought >= self.max_assignments, not movable.get(item, True)
             if is_open:
                 out[item] = Decision("wait", lab, c)
             elif lab is None:  # no usable answer yet
-                out[item] = (Decision("unresolved", lab, c) if starved or bought >= self.max_assignments
-                             else Decision("extend", lab, c, 1))
+                out[item] = Decision("unresolved", lab, c) if capped else Decision("extend", lab, c, 1)
             elif target is None and c >= self.threshold and support.get(item, 0.0) > 0.5:
                 out[item] = Decision("label", lab, c)
-            elif frozen_too and not (starved or bought >= self.max_assignments) and not movable.get(item, True):
+            elif frozen_too and fixed and not capped:
                 frozen.append((c, item, lab))
-            elif starved or bought >= self.max_assignments or not movable.get(item, True):
+            elif capped or fixed:
                 # nothing more to buy for it (or nothing that could change its label): decided
-                out[item] = Decision("label" if target is not None or not movable.get(item, True) else "unresolved",
-                                     lab, c)
+                out[item] = Decision("label" if target is not None or fixed else "unresolved", lab, c)
             else:
                 wanting.append((c, item, lab))
         wanting.sort()  # least confident first; ties by item id, so the order is deterministic
