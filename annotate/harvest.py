@@ -505,7 +505,7 @@ class Harvester:
         # Skills are learned with smoothed Dawid–Skene whatever the policy labels with: a
         # majority vote's vote shares say little about a worker.
         if self.policy.settings.get("aggregator") != "dawid_skene":
-            learned = get_aggregator("dawid_skene", smoothing=2.0, default_skill=0.7).fit(answers, skills=prior).skills_
+            learned = get_aggregator("dawid_skene", smoothing=2.0, default_skill=0.7).fit(answers, skills=prior, known=known).skills_
         counts = answers.groupby("worker").size()
         on_known = answers[answers["item"].isin(list(known))]
         seen = on_known.groupby("worker").size()

@@ -66,17 +66,19 @@ def test_crowd_agreeing_on_the_wrong_label_is_seen_with_known_answers():
 
 
 def test_known_items_are_bought_for_like_any_other():
-    """Workers cannot tell a known-answer item apart: the policy decides its purchases from the
-    answers alone, so the crowd's label on it is a fair sample of the batch's."""
+    """Workers cannot tell a known-answer item apart, and the policy decides its purchases from the
+    crowd's view of it (annotate.consensus.dawid_skene: its posterior as if its answer were not
+    known): known items are extended past their first answers as the others are. (The known answers
+    do change every purchase a little, through what the fit learns of the workers, so the counts
+    are no longer those of the same replay without them.)"""
     answers, truth = misleading_crowd(n_items=200, seed=1)
     truth = truth.rename_axis("item").reset_index()
     known = dict(zip(truth["item"][:40], truth["label"][:40]))
     with_known = replay(get_policy(None), answers, truth, seed=0, known=known)
-    without = replay(get_policy(None), answers, truth, seed=0)
     a = with_known.labels.set_index("item")["answers"]
-    b = without.labels.set_index("item")["answers"]
-    assert (a.reindex(list(known)) == b.reindex(list(known))).all()
-    assert a.reindex(list(known)).max() > 2
+    on_known, others = a.reindex(list(known)), a.drop(list(known))
+    assert on_known.max() > 2 and (on_known > 2).mean() > 0.5
+    assert abs(on_known.mean() - others.mean()) < 0.5
 
 
 def test_harvest_buys_for_known_items_and_calibrates_the_estimate_on_them(ws, marketplace, tmp_path):

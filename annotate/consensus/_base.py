@@ -90,6 +90,19 @@ def posterior_agreement(enc: Encoded, probas: np.ndarray) -> np.ndarray:
     return total / np.maximum(n, 1)
 
 
+def known_codes(enc: Encoded, known: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """(item codes, label codes) of the known-answer items (item -> label) among the encoded ones.
+    An item not answered, or a known label outside the encoded label set, is left out: there is
+    nothing to anchor on it."""
+    if not known:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    ks = pd.Series({str(i): str(l) for i, l in known.items()})
+    t = enc.items.get_indexer(ks.index)
+    y = enc.labels.get_indexer(ks.to_numpy())
+    keep = (t >= 0) & (y >= 0)
+    return t[keep].astype(np.int64), y[keep].astype(np.int64)
+
+
 def prior_skill_array(enc: Encoded, skills: pd.Series | None) -> np.ndarray:
     """Prior skills aligned to the encoded workers; NaN where a worker has no history."""
     if skills is None or len(skills) == 0:
@@ -112,10 +125,16 @@ class BaseAggregator:
         """Return (items x labels posterior, per-worker accuracy estimate)."""
         raise NotImplementedError
 
-    def fit(self, answers: pd.DataFrame, skills: pd.Series | None = None, labels: list[str] | None = None):
+    def fit(self, answers: pd.DataFrame, skills: pd.Series | None = None, labels: list[str] | None = None,
+            known: dict[str, str] | None = None):
         """Fit on `answers`; `skills` (worker -> accuracy from earlier batches) warm-starts the
-        aggregators that model workers; `labels` fixes the label set (else the observed labels)."""
+        aggregators that model workers; `labels` fixes the label set (else the observed labels).
+        `known` (item -> known answer): aggregators that learn workers' confusions (Dawid–Skene)
+        judge the answers on these items against the known answer; every item's posterior,
+        a known item's too, is still the crowd's own."""
         enc = encode(answers, labels)
+        self.known_answers_ = dict(known or {})
+        self.known_ = known_codes(enc, known)
         if len(enc.t) == 0:
             self.probas_ = pd.DataFrame(index=pd.Index([], name="item"), columns=pd.Index(enc.labels, name="label"), dtype=float)
             self.labels_ = pd.Series([], index=self.probas_.index, dtype=object, name="label")

@@ -186,10 +186,19 @@ def _evidence(agg, answers: pd.DataFrame, passes: int = 1):
     eye = np.eye(k)
     pseudo = strength * (eye * skill + (1 - eye) * (1 - skill) / max(k - 1, 1))  # [given, true]
     err = np.clip(agg.errors_, 1e-10, None)[enc.w, enc.y, :]  # in-sample, to start from
+    # answers on known-answer items count towards their worker's matrix as the known label, as
+    # in the fit (annotate.consensus.dawid_skene), and are taken back out like any answer (the
+    # known items' own posteriors come from the fits that did not know them: calibrated_probas)
+    known_t, known_y = getattr(agg, "known_", (np.empty(0, dtype=np.int64),) * 2)
+    truth = np.full(enc.n_items, -1)
+    truth[known_t] = known_y
+    on_known = truth[enc.t] >= 0
     for _ in range(passes):
         rows = np.log(err)
         total = _sum_rows(enc.t, rows, enc.n_items)
         own = _softmax(log_prior + total[enc.t] - rows)  # item posterior without this answer
+        if on_known.any():
+            own[on_known] = np.eye(k)[truth[enc.t[on_known]]]
         # [worker, given, true] expected counts
         counts = _sum_rows(enc.w * k + enc.y, own, enc.n_workers * k).reshape(enc.n_workers, k, k)
         num = np.clip(counts[enc.w, enc.y, :] - own + pseudo[enc.y], 1e-10, None)
@@ -253,17 +262,33 @@ def batch_estimate(confidence, raw=None, temperature: float = 1.0, raw_mean: flo
     return BatchEstimate(n, mean, max(0.0, mean - half), min(1.0, mean + half), float(raw_mean), temperature)
 
 
-def label_confidence(answers: pd.DataFrame, labels: pd.Series, agg=None, skills: pd.Series | None = None,
-                     smoothing: float = 2.0, default_skill: float = 0.7) -> pd.Series:
-    """item -> calibrated probability that `labels[item]` is right, whichever aggregator chose it.
-
-    `agg`: a fitted smoothed Dawid–Skene over `answers` to reuse; otherwise one is fitted (the same
-    smoothing the harvest learns skills with), so a majority-vote label gets a probability too."""
+def calibrated_probas(answers: pd.DataFrame, agg=None, skills: pd.Series | None = None,
+                      known: dict[str, str] | None = None, smoothing: float = 2.0,
+                      default_skill: float = 0.7) -> pd.DataFrame:
+    """Calibrated posteriors (items x labels) from `agg`, a fitted smoothed Dawid–Skene over
+    `answers`, or from one fitted here (the smoothing the harvest learns skills with, anchored on
+    `known`) when `agg` is not one."""
     from .dawid_skene import DawidSkene
 
     if agg is None or not hasattr(agg, "errors_") or not getattr(agg, "smoothing", 0):
-        agg = DawidSkene(smoothing=smoothing, default_skill=default_skill).fit(answers, skills=skills)
-    probas, _ = calibrated(agg, answers)
+        agg = DawidSkene(smoothing=smoothing, default_skill=default_skill).fit(answers, skills=skills, known=known)
+    probas = calibrated(agg, answers)[0]
+    # known-answer items: from the fit that did not know their fold's answers, as their labels are
+    for held, other in getattr(agg, "known_folds_", ()):
+        probas.loc[held] = calibrated(other, answers)[0].loc[held].to_numpy()
+    return probas
+
+
+def label_confidence(answers: pd.DataFrame, labels: pd.Series, agg=None, skills: pd.Series | None = None,
+                     smoothing: float = 2.0, default_skill: float = 0.7, known: dict[str, str] | None = None,
+                     probas: pd.DataFrame | None = None) -> pd.Series:
+    """item -> calibrated probability that `labels[item]` is right, whichever aggregator chose it.
+
+    `agg`: a fitted smoothed Dawid–Skene over `answers` to reuse; otherwise one is fitted (the same
+    smoothing the harvest learns skills with), so a majority-vote label gets a probability too.
+    `probas`: calibrated posteriors already computed (calibrated_probas)."""
+    if probas is None:
+        probas = calibrated_probas(answers, agg, skills, known, smoothing, default_skill)
     chosen = labels.reindex(probas.index).astype(str).to_numpy()
     pick = probas.columns.get_indexer(chosen)
     values = probas.to_numpy()[np.arange(len(pick)), np.maximum(pick, 0)]

@@ -31,16 +31,33 @@ where classes are skewed the re-estimated proportions are the better ones. A num
 takes the middle way: each round's proportions are w parts vote shares and 1 − w parts the
 posteriors' mean (a Dirichlet prior on them, centred on the vote shares, worth w / (1 − w) times
 the items), which cannot run away below w times a class's vote share.
+
+Known answers (`fit(..., known=)`, the batch's known-answer items) anchor the workers: in every
+M-step a known item counts as its known label, so each worker's confusion matrix is learned
+against the truth where there is some, and a group of workers who agree on wrong labels is seen
+for what it is (measured, fixed k answers per item, a tenth of the items known, smoothing 2,
+3 seeds, on the other items: bluebirds 0.838 → 0.859 at k = 9 and 0.615 → 0.748 at k = 3; temp
++0.1 to +0.4 points; dog +0.1 to +0.6). The
+E-step is not clamped, and a known item's final posterior (`probas_`, its label) comes from a fit
+that did not know its answer (cross-fitted in KNOWN_FOLDS folds, `_cross_fit_known`): the policy
+buys for it like any item and a calibration can score the crowd on it fairly.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import pandas as pd
 
 from ._base import BaseAggregator, Encoded, posterior_agreement, vote_counts, normalise_rows
 from .weighted_majority import weighted_posterior
 
 EPS = 1e-10
+# Known-answer items are cross-fitted in this many folds: each fold's posteriors come from a fit
+# anchored on the other folds only (two: each known item is judged with half the known answers,
+# for two more fits per call).
+KNOWN_FOLDS = 2
 
 
 class _Layout:
@@ -127,6 +144,46 @@ class DawidSkene(BaseAggregator):
         conf = c3 / c3.sum(axis=1, keepdims=True)  # P(given | true) per worker
         return np.log(conf).reshape(w_count * k, k), raw
 
+    def fit(self, answers, skills=None, labels=None, known=None):
+        super().fit(answers, skills, labels, known)
+        self.known_folds_ = []
+        if len(self.known_[0]) >= KNOWN_FOLDS:
+            self._cross_fit_known(answers, skills, labels, known)
+        return self
+
+    def _cross_fit_known(self, answers, skills, labels, known) -> None:
+        """Replace each known item's posterior with that of a fit which does not know its fold's
+        answers (KNOWN_FOLDS folds, by a digest of the item id: never by its label).
+
+        Left as fitted, a known item leans on its own known answer, and removing its direct counts
+        is not enough: its known answer has also moved its workers' standing everywhere else, and
+        that decides the near-ties (measured, binary spammer crowd at 3 answers per item: the
+        crowd "right" on 0.85 of known items with their counts taken back out, against 0.78 when
+        each item's answer is truly unknown). The policy would then buy less for known items than
+        for the others and calibrate on a flattering sample. Out of fold, a known item's label and
+        posterior are exactly what they would be were its answer not known (to its fold's fit)."""
+        import zlib
+
+        items = list(self.probas_.index)
+        chosen = [items[t] for t in self.known_[0]]
+        fold_of = {i: zlib.crc32(str(i).encode("utf-8")) % KNOWN_FOLDS for i in chosen}
+        probas = self.probas_.copy()
+        for f in range(KNOWN_FOLDS):
+            held = [i for i in chosen if fold_of[i] == f]
+            if not held:
+                continue
+            rest = {i: l for i, l in known.items() if fold_of.get(str(i)) != f}
+            other = copy.copy(self)
+            other.known_folds_ = []
+            BaseAggregator.fit(other, answers, skills, labels, rest)  # plain: no folds of its own
+            probas.loc[held] = other.probas_.loc[held].to_numpy()
+            self.known_folds_.append((held, other))
+        values = probas.to_numpy()
+        best = values.argmax(axis=1)
+        self.probas_ = probas
+        self.labels_ = pd.Series(np.asarray(probas.columns)[best], index=probas.index, name="label", dtype=object)
+        self.confidence_ = pd.Series(values[np.arange(len(best)), best], index=probas.index, name="confidence")
+
     def _fit(self, enc: Encoded, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lay = _Layout(enc)
         self._enc, self._prior = enc, prior
@@ -139,24 +196,36 @@ class DawidSkene(BaseAggregator):
         # the vote shares' weight in the class proportions: "fit" 0, "votes" 1 (module docstring)
         w = {"fit": 0.0, "votes": 1.0}.get(self.class_prior, self.class_prior)
         votes = normalise_rows(vote_counts(enc)).mean(axis=0) if w > 0 else 0.0
+        known_t, known_y = getattr(self, "known_", (np.empty(0, dtype=np.int64),) * 2)
+
+        def anchored(probas: np.ndarray) -> np.ndarray:
+            """What the M-step learns from: known items count as their known label."""
+            if not len(known_t):
+                return probas
+            out = probas.copy()
+            out[known_t] = 0.0
+            out[known_t, known_y] = 1.0
+            return out
 
         def proportions(probas: np.ndarray) -> np.ndarray:
             return w * votes + (1 - w) * probas.mean(axis=0)
 
-        class_prior = proportions(probas)
-        log_conf, _ = self._m_step(lay, probas, pseudo, enc.n_workers)
+        learn = anchored(probas)
+        class_prior = proportions(learn)
+        log_conf, _ = self._m_step(lay, learn, pseudo, enc.n_workers)
         n_answers = len(enc.t)
         loss = -np.inf
         self.n_iter_ = 0
         for _ in range(self.n_iter):
             log_prior = np.log(np.clip(class_prior, EPS, None))
             probas = _softmax_rows(lay.e_scores(log_conf, log_prior))
-            class_prior = proportions(probas)
-            log_conf, raw = self._m_step(lay, probas, pseudo, enc.n_workers)
+            learn = anchored(probas)
+            class_prior = proportions(learn)
+            log_conf, raw = self._m_step(lay, learn, pseudo, enc.n_workers)
             self.n_iter_ += 1
             # evidence lower bound per answer, as crowd-kit computes it (prior counted per answer)
             joint = float((raw * log_conf).sum() + raw.sum(axis=0) @ np.log(np.clip(class_prior, EPS, None)))
-            p = np.clip(probas, EPS, None)
+            p = np.clip(learn, EPS, None)
             entropy = float(-(np.log(p) * p).sum())
             new_loss = (joint + entropy) / n_answers
             if new_loss - loss < self.tol:
@@ -166,4 +235,5 @@ class DawidSkene(BaseAggregator):
         self.errors_ = np.exp(log_conf).reshape(enc.n_workers, k, k)  # [worker, given, true]
         self.priors_ = class_prior
         del self._enc, self._prior
-        return probas, posterior_agreement(enc, probas)
+        # skills: agreement with the truth where it is known, with the posterior elsewhere
+        return probas, posterior_agreement(enc, anchored(probas))

@@ -101,16 +101,16 @@ class Policy:
     def make_aggregator(self):
         return _agg.get_aggregator(self.settings["aggregator"])
 
-    def _fit(self, answers: pd.DataFrame, skills: pd.Series | None):
-        """The aggregator fitted to `answers`. In a harvest pass `decide` and the label refresh
-        (`aggregate`) are handed the same answers: the fit is kept for those very objects, so a
-        pass fits Dawid–Skene once, not twice."""
+    def _fit(self, answers: pd.DataFrame, skills: pd.Series | None, known: dict | None = None):
+        """The aggregator fitted to `answers`, its workers anchored on the `known` answers. In a
+        harvest pass `decide` and the label refresh (`aggregate`) are handed the same answers: the
+        fit is kept for those very objects, so a pass fits Dawid–Skene once, not twice."""
         last = getattr(self, "_last_fit", None)
-        if last is not None and last[0] is answers and last[1] is skills:
-            return last[2]
+        if last is not None and last[0] is answers and last[1] is skills and last[2] == (known or {}):
+            return last[3]
         agg = self.make_aggregator()
-        agg.fit(answers, skills=skills)
-        self._last_fit = (answers, skills, agg)
+        agg.fit(answers, skills=skills, known=known)
+        self._last_fit = (answers, skills, dict(known or {}), agg)
         return agg
 
     def aggregate(self, answers: pd.DataFrame, skills: pd.Series | None = None,
@@ -121,13 +121,14 @@ class Policy:
         aggregator's own (a Dawid–Skene posterior, or a vote share). With enough `known` answers
         (item -> label), `confidence` is mapped through the map fitted on them, and
         `labels.attrs["calibration"]` holds that map (else None)."""
-        agg = self._fit(answers, skills)
+        agg = self._fit(answers, skills, known)
         return self._labels(answers, agg, skills, known), agg.skills_
 
     def _labels(self, answers, agg, skills=None, known=None) -> pd.DataFrame:
-        from .calibration import known_answer_calibration, label_confidence
+        from .calibration import calibrated_probas, known_answer_calibration, label_confidence
 
-        cal = label_confidence(answers, agg.labels_, agg=_calibration_fit(agg, answers, skills), skills=skills)
+        probas = calibrated_probas(answers, _calibration_fit(agg, answers, skills), skills, known)
+        cal = label_confidence(answers, agg.labels_, probas=probas)
         labels = pd.DataFrame({"item": agg.labels_.index.astype(str), "label": agg.labels_.to_numpy(),
                                "confidence": cal.reindex(agg.labels_.index).to_numpy(dtype=float),
                                "raw_confidence": agg.confidence_.to_numpy(dtype=float)})
@@ -209,17 +210,17 @@ class FixedPolicy(Policy):
 
     def decide(self, answers, items, skills=None, known=None):
         state = _item_state(answers, items)
-        labels, conf = self._posteriors(answers, skills)
+        labels, conf = self._posteriors(answers, skills, known)
         out = {}
         for item, row in state.iterrows():
             lab, c = labels.get(item), float(conf.get(item, 0.0))
             out[item] = Decision("wait", lab, c) if row["open"] else Decision("label", lab, c)
         return out
 
-    def _posteriors(self, answers, skills):
+    def _posteriors(self, answers, skills, known=None):
         if not len(answers):
             return {}, {}
-        agg = self._fit(answers, skills)
+        agg = self._fit(answers, skills, known)
         return agg.labels_.to_dict(), agg.confidence_.to_dict()
 
 
@@ -271,7 +272,7 @@ class ConfidencePolicy(Policy):
     def decide(self, answers, items, skills=None, known=None):
         state = _item_state(answers, items)
         if len(answers):
-            agg = self._fit(answers, skills)
+            agg = self._fit(answers, skills, known)
             labels, conf = agg.labels_.to_dict(), agg.confidence_.to_dict()
         else:
             labels, conf = {}, {}
@@ -384,7 +385,7 @@ class AdaptivePolicy(ConfidencePolicy):
     def decide(self, answers, items, skills=None, known=None):
         if not len(answers):
             return super().decide(answers, items, skills)
-        agg = self._fit(answers, skills)
+        agg = self._fit(answers, skills, known)
         return self._decide_fitted(answers, items, agg, known)
 
     def _decide_fitted(self, answers, items, agg, known=None):
@@ -510,7 +511,7 @@ def _calibration_fit(agg, answers: pd.DataFrame, skills: pd.Series | None):
         return agg
     ref = copy.copy(agg)
     ref.class_prior = "fit"
-    return ref.fit(answers, skills=skills)
+    return ref.fit(answers, skills=skills, known=getattr(agg, "known_answers_", None))
 
 
 def _could_change(agg) -> dict:

@@ -40,8 +40,8 @@ class WeightedMajorityVote(BaseAggregator):
         self.skills = skills
         self.default_skill = default_skill
 
-    def fit(self, answers, skills=None, labels=None):
-        return super().fit(answers, skills if skills is not None else self.skills, labels)
+    def fit(self, answers, skills=None, labels=None, known=None):
+        return super().fit(answers, skills if skills is not None else self.skills, labels, known)
 
     def _fit(self, enc: Encoded, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if np.isnan(prior).all():
