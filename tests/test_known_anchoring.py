@@ -93,3 +93,14 @@ def test_known_answers_outside_the_batch_are_ignored():
     odd = DawidSkene(smoothing=2.0).fit(answers, known={"zz": "x", "a": "not-a-label"})
     pd.testing.assert_frame_equal(plain.probas_, odd.probas_)
     assert np.allclose(plain.errors_, odd.errors_)
+
+
+def test_a_single_known_item_is_labelled_by_the_crowd_alone():
+    """With one known item its fold holds everything known: it is labelled by the unanchored fit,
+    never by its own known answer."""
+    answers = pd.DataFrame({"item": ["a", "a", "a", "b", "b", "b"], "worker": ["w1", "w2", "w3"] * 2,
+                            "label": ["x", "x", "y", "y", "y", "x"]})
+    plain = DawidSkene(smoothing=2.0).fit(answers)
+    told = DawidSkene(smoothing=2.0).fit(answers, known={"a": "y"})
+    assert told.labels_["a"] == plain.labels_["a"] == "x"
+    assert np.allclose(told.probas_.loc["a"], plain.probas_.loc["a"])

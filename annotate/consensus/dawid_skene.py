@@ -147,7 +147,7 @@ class DawidSkene(BaseAggregator):
     def fit(self, answers, skills=None, labels=None, known=None):
         super().fit(answers, skills, labels, known)
         self.known_folds_ = []
-        if len(self.known_[0]) >= KNOWN_FOLDS:
+        if len(self.known_[0]):
             self._cross_fit_known(answers, skills, labels, known)
         return self
 
