@@ -142,13 +142,18 @@ class BaseAggregator:
             self.skills_ = pd.Series([], index=pd.Index([], name="worker"), dtype=float, name="skill")
             return self
         probas, skills_arr = self._fit(enc, prior_skill_array(enc, skills))
-        best = probas.argmax(axis=1)  # first maximum = label sorting first: the documented tie rule
-        index = pd.Index(enc.items, name="item")
-        self.probas_ = pd.DataFrame(probas, index=index, columns=pd.Index(enc.labels, name="label"))
-        self.labels_ = pd.Series(np.asarray(enc.labels)[best], index=index, name="label", dtype=object)
-        self.confidence_ = pd.Series(probas[np.arange(len(best)), best], index=index, name="confidence")
+        self._set_posteriors(pd.DataFrame(probas, index=pd.Index(enc.items, name="item"),
+                                          columns=pd.Index(enc.labels, name="label")))
         self.skills_ = pd.Series(skills_arr, index=pd.Index(enc.workers, name="worker"), name="skill")
         return self
+
+    def _set_posteriors(self, probas: pd.DataFrame) -> None:
+        """probas_, and the labels_ and confidence_ that follow from it."""
+        values = probas.to_numpy()
+        best = values.argmax(axis=1)  # first maximum = label sorting first: the documented tie rule
+        self.probas_ = probas
+        self.labels_ = pd.Series(np.asarray(probas.columns)[best], index=probas.index, name="label", dtype=object)
+        self.confidence_ = pd.Series(values[np.arange(len(best)), best], index=probas.index, name="confidence")
 
     def fit_predict(self, answers: pd.DataFrame, skills: pd.Series | None = None, labels: list[str] | None = None) -> pd.Series:
         return self.fit(answers, skills, labels).labels_

@@ -200,7 +200,7 @@ def _evidence(agg, answers: pd.DataFrame, passes: int = 1):
         total = _sum_rows(enc.t, rows, enc.n_items)
         own = _softmax(log_prior + total[enc.t] - rows)  # item posterior without this answer
         if on_known.any():
-            own[on_known] = np.eye(k)[truth[enc.t[on_known]]]
+            own[on_known] = eye[truth[enc.t[on_known]]]
         # [worker, given, true] expected counts
         counts = _sum_rows(enc.w * k + enc.y, own, enc.n_workers * k).reshape(enc.n_workers, k, k)
         num = np.clip(counts[enc.w, enc.y, :] - own + pseudo[enc.y], 1e-10, None)

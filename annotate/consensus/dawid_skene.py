@@ -48,7 +48,6 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import pandas as pd
 
 from ._base import BaseAggregator, Encoded, posterior_agreement, vote_counts, normalise_rows
 from .weighted_majority import weighted_posterior
@@ -178,11 +177,7 @@ class DawidSkene(BaseAggregator):
             BaseAggregator.fit(other, answers, skills, labels, rest)  # plain: no folds of its own
             probas.loc[held] = other.probas_.loc[held].to_numpy()
             self.known_folds_.append((held, other))
-        values = probas.to_numpy()
-        best = values.argmax(axis=1)
-        self.probas_ = probas
-        self.labels_ = pd.Series(np.asarray(probas.columns)[best], index=probas.index, name="label", dtype=object)
-        self.confidence_ = pd.Series(values[np.arange(len(best)), best], index=probas.index, name="confidence")
+        self._set_posteriors(probas)
 
     def _fit(self, enc: Encoded, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lay = _Layout(enc)
